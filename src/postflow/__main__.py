@@ -1,0 +1,5 @@
+"""Allow ``python -m postflow``."""
+
+from postflow.cli import main
+
+main()

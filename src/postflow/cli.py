@@ -1,0 +1,241 @@
+"""The ``postflow`` command line: thin click commands over the library.
+
+Each command parses its arguments, calls the library and formats the result. Library errors
+arrive as located problems and leave as ``FILE:LINE:COL: error: MESSAGE`` lines on stderr with
+a non-zero exit (1 for bad input, 2 for usage): never a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import click
+
+from postflow import __version__, config, durations, engine, events, project, simulate
+from postflow.problems import Problem, ProblemsError
+
+CONFIG_OPTION = click.option(
+    "--config", "config_path", type=click.Path(dir_okay=False), help="postflow.yaml to read."
+)
+JOURNEYS_OPTION = click.option(
+    "--journeys", "journeys_dir", type=click.Path(), help="Directory of journey files."
+)
+
+
+def print_problems(problems: list[Problem]) -> None:
+    for problem in sorted(problems):
+        click.echo(str(problem), err=True)
+
+
+@contextmanager
+def reported() -> Iterator[None]:
+    """Turn library errors into printed problems and exit codes."""
+    try:
+        yield
+    except ProblemsError as exc:
+        print_problems(exc.problems)
+        sys.exit(1)
+    except project.MissingPath as exc:
+        click.echo(f"error: no such file or directory: {exc}", err=True)
+        sys.exit(2)
+
+
+def load_settings(config_path: str | None) -> config.Settings:
+    return config.load_settings(config_path)
+
+
+def parse_time_option(value: str | None, name: str) -> int | None:
+    if value is None:
+        return None
+    try:
+        return durations.parse_instant(value)
+    except durations.DurationError as exc:
+        raise click.BadParameter(str(exc), param_hint=name) from None
+
+
+def build_world(settings: config.Settings, journeys_option: str | None) -> engine.World:
+    directory = journeys_dir_path(settings, journeys_option)
+    if journeys_option and not directory.exists():
+        raise project.MissingPath(str(directory))
+    paths = [directory] if directory.exists() else []
+    machines = project.require_journeys(paths, settings.templates)
+    return engine.World.build(machines, settings)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="postflow")
+def main() -> None:
+    """postflow: post-purchase customer journeys as code.
+
+    \b
+    Quick start:
+      postflow validate                       # check every journey in ./journeys
+      postflow simulate --events examples/events.jsonl
+      postflow test                           # run journeys/*.test.yaml and tests/*.test.yaml
+    """
+
+
+@main.command("validate")
+@click.argument("paths", nargs=-1, type=click.Path())
+@CONFIG_OPTION
+def validate_command(paths: tuple[str, ...], config_path: str | None) -> None:
+    """Check journey files: schema, expressions, templates, durations, cron, time zones,
+    step references and loops.
+
+    PATHS are journey files or directories (default: the configured journeys directory).
+    Each problem prints as FILE:LINE:COL: error: MESSAGE (or warning:). Exit status: 0 clean
+    (warnings alone included), 1 problems, 2 usage or a missing PATH.
+
+    \b
+    Example:
+      postflow validate journeys/
+      postflow validate journeys/review-request.yaml
+    """
+    with reported():
+        settings = load_settings(config_path)
+        targets = [Path(p) for p in paths] or [settings.journeys]
+        for target in targets:
+            if not target.exists() and (paths or target != settings.journeys):
+                raise project.MissingPath(str(target))
+        loaded = project.load_journeys([t for t in targets if t.exists()], settings.templates)
+        print_problems(loaded.problems)
+        errors = len(loaded.errors)
+        warnings = len(loaded.problems) - errors
+        summary = f"{len(loaded.files)} journey file(s), {errors} error(s), {warnings} warning(s)"
+        click.echo(summary, err=True)
+        if errors:
+            sys.exit(1)
+
+
+@main.command("simulate")
+@click.option("--events", "events_path", required=True, type=click.Path(), help="JSON Lines events.")
+@JOURNEYS_OPTION
+@CONFIG_OPTION
+@click.option("--until", "until", help="Simulate up to this time (inclusive), e.g. 2027-06-10T00:00:00Z.")
+def simulate_command(
+    events_path: str, journeys_dir: str | None, config_path: str | None, until: str | None
+) -> None:
+    """Run journeys over an events file in virtual time and print the records (JSON Lines).
+
+    Every event needs an `at` with a UTC offset. Without --until, cron ticks fire up to the
+    last event and other timers until none is due (at most five years after the last event).
+    Output is deterministic: the same files give the same bytes. No provider is called.
+
+    \b
+    Example:
+      postflow simulate --events examples/events.jsonl --journeys journeys
+      postflow simulate --events examples/events.jsonl --until 2027-02-01T00:00:00Z
+    """
+    until_us = parse_time_option(until, "--until")
+    with reported():
+        settings = load_settings(config_path)
+        world = build_world(settings, journeys_dir)
+        if not Path(events_path).exists():
+            raise project.MissingPath(events_path)
+        stored = events.read_events(events_path)
+        records = simulate.simulate(world, stored, until_us)
+    out = sys.stdout.buffer
+    out.write(simulate.format_records(records))
+    out.flush()
+
+
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
+
+
+@main.command("test")
+@click.argument("paths", nargs=-1, type=click.Path())
+@JOURNEYS_OPTION
+@CONFIG_OPTION
+def test_command(paths: tuple[str, ...], journeys_dir: str | None, config_path: str | None) -> None:
+    """Run journey test files (*.test.yaml) and print `N passed, N failed`.
+
+    With no PATHS, runs every *.test.yaml under journeys/ and tests/. Each case feeds its
+    events through `simulate` and checks the records against `expect` (an ordered
+    subsequence, matched on the fields given). Exit status: 0 all passed, 1 a case failed or
+    a test file is malformed, 2 usage.
+
+    \b
+    Example:
+      postflow test
+      postflow test journeys/review-request.test.yaml
+    """
+    from postflow import journey_tests
+
+    with reported():
+        settings = load_settings(config_path)
+        if paths:
+            targets = [Path(p) for p in paths]
+        else:
+            targets = [d for d in (journeys_dir_path(settings, journeys_dir), Path("tests")) if d.is_dir()]
+        files = journey_tests.find_test_files(targets)
+        passed = failed = 0
+        problems: list[Problem] = []
+        for file in files:
+            try:
+                results = journey_tests.run_file(file, config_path, journeys_dir)
+            except ProblemsError as exc:
+                problems.extend(exc.problems)
+                continue
+            for result in results:
+                if result.passed:
+                    passed += 1
+                    click.echo(f"PASS {result.file}: {result.name}")
+                else:
+                    failed += 1
+                    click.echo(f"FAIL {result.file}: {result.name}")
+                    for line in result.detail:
+                        click.echo(f"  {line}")
+        print_problems(problems)
+        if not files:
+            click.echo("no journey test files (*.test.yaml) found", err=True)
+        click.echo(f"{passed} passed, {failed} failed")
+        if failed or problems:
+            sys.exit(1)
+
+
+def journeys_dir_path(settings: config.Settings, option: str | None) -> Path:
+    return Path(option) if option else settings.journeys
+
+
+@main.command("graph")
+@click.argument("journey")
+@click.option(
+    "--format", "fmt", type=click.Choice(["mermaid", "dot"]), default="mermaid", show_default=True
+)
+@JOURNEYS_OPTION
+@CONFIG_OPTION
+def graph_command(journey: str, fmt: str, journeys_dir: str | None, config_path: str | None) -> None:
+    """Print a journey's compiled state machine as a Mermaid or Graphviz DOT diagram.
+
+    JOURNEY is a journey id (looked up in the journeys directory) or a journey file.
+
+    \b
+    Example:
+      postflow graph review-request > review-request.mmd
+      postflow graph review-request --format dot | dot -Tsvg > review-request.svg
+    """
+    from postflow import graph
+
+    with reported():
+        settings = load_settings(config_path)
+        as_file = Path(journey)
+        if as_file.suffix in project.JOURNEY_SUFFIXES and as_file.is_file():
+            machines = project.require_journeys([as_file], settings.templates)
+            machine = next(iter(machines.values()))
+        else:
+            machines = project.require_journeys(
+                [d for d in [journeys_dir_path(settings, journeys_dir)] if d.exists()],
+                settings.templates,
+            )
+            if journey not in machines:
+                known = ", ".join(sorted(machines)) or "none"
+                click.echo(f"error: unknown journey '{journey}' (known: {known})", err=True)
+                sys.exit(2)
+            machine = machines[journey]
+    click.echo(graph.mermaid(machine) if fmt == "mermaid" else graph.dot(machine), nl=False)

@@ -1,0 +1,544 @@
+"""Sandboxed Jinja2 expressions and templates: the only code a journey author writes.
+
+Conditions (``if``, ``audience``) and values (entry ``key``, ``wait.until``, ``set``/``emit``
+values) are Jinja2 *expressions*; ``subject``, ``body``, template files and webhook values are
+Jinja2 *templates*. Both are compiled once, when a journey is compiled, so ``validate`` reports
+syntax errors and the hot path only calls compiled code (a constant string skips Jinja entirely).
+
+Why the Jinja defaults are bent (contract §2):
+
+- Attribute lookup on a mapping is key-first and never falls back to methods, because journey
+  data is JSON: ``trigger.data.items`` must be the order's list, not ``dict.items``.
+- Expressions are forgiving, templates are strict. In an expression a missing name or key is
+  ``none`` (a chain ``customer.a.b`` too); in a template it is an error naming the variable,
+  because sending "Hi ," is worse than not sending.
+- Every comparison is rewritten, at compile time, into a call to a hidden comparison test, so
+  ``none`` compares the way a marketer expects: ``none == none`` holds, ordering with ``none``
+  or across incompatible types is false (never an error), ``!=`` is ``not ==``. Templates use
+  the same tests, except that comparing an undefined value is a render error there.
+- Messages read like Liquid-based tools: ``null`` renders as nothing and ``| default`` replaces
+  it as it replaces a missing key.
+- Everything runs in an immutable sandbox: no dunder access, no mutation of scope data.
+
+Pure: no I/O and no clock reads; ``now`` and the per-customer :class:`Helpers` come from the
+scope.
+"""
+
+from __future__ import annotations
+
+import calendar
+import functools
+import operator
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from typing import Any, NoReturn
+from zoneinfo import ZoneInfo
+
+from jinja2 import ChainableUndefined, StrictUndefined, Undefined, nodes, pass_context
+from jinja2 import Template as JinjaTemplate
+from jinja2.exceptions import SecurityError, TemplateSyntaxError, UndefinedError
+from jinja2.lexer import describe_token
+from jinja2.parser import Parser
+from jinja2.runtime import Context
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2.utils import missing, object_type_repr
+from jinja2.visitor import NodeTransformer
+
+from postflow import durations
+
+Scope = dict[str, Any]
+_UTC = ZoneInfo("UTC")
+_DAY = timedelta(days=1)
+_HOUR = timedelta(hours=1)
+
+
+# -- errors ----------------------------------------------------------------------------------
+class ExpressionSyntaxError(ValueError):
+    """A journey's expression or template cannot be compiled; ``validate`` locates it.
+
+    ``line`` and ``col`` are 1-based within the source (``col`` is best effort, 1 if unknown)
+    so the caller can add the position of the YAML value or template file.
+    """
+
+    def __init__(self, message: str, line: int = 1, col: int = 1) -> None:
+        super().__init__(message)
+        self.message = message
+        self.line = line
+        self.col = col
+
+
+class EvalError(Exception):
+    """A value expression failed at run time; the engine ends the instance with ``error``."""
+
+    def __init__(self, message: str, source: str | None = None) -> None:
+        super().__init__(message if source is None else f"{message} (in expression: {source})")
+        self.message = message
+        self.source = source
+
+
+class RenderError(Exception):
+    """A template failed at run time; the message record is ``failed`` / ``render_error``.
+
+    ``str()`` is the bare reason (``'coupon_code' is undefined``) because the contract puts the
+    variable's name in the record's ``error``; ``variable`` holds that name when known.
+    """
+
+    def __init__(self, message: str, variable: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.variable = variable
+
+
+# -- per-evaluation helpers ------------------------------------------------------------------
+@dataclass(frozen=True)
+class Helpers:
+    """What the helper functions need beyond ``now``; the engine puts one at ``scope["_helpers"]``.
+
+    Kept out of the environment so one compiled machine serves every customer and zone.
+    """
+
+    zone: ZoneInfo = _UTC
+    catalog: Mapping[str, Any] = field(default_factory=dict)
+
+
+def _helpers(context: Context) -> Helpers:
+    found = context.get("_helpers")
+    return found if isinstance(found, Helpers) else Helpers()
+
+
+def _now(context: Context) -> datetime:
+    now = context.get("now")
+    if not isinstance(now, datetime) or now.tzinfo is None:
+        raise TypeError("'now' is not an aware datetime in this scope")
+    return now
+
+
+def _moment(value: Any, zone: ZoneInfo) -> datetime | None:
+    """An aware datetime from what journeys carry; naive times and dates are local to ``zone``,
+    because a profile's ``birthday: 1990-05-12`` means the customer's calendar, not UTC's."""
+    if value is None or isinstance(value, Undefined):
+        return None
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise ValueError(f"not an ISO-8601 date or time: {value!r}") from None
+    if isinstance(value, datetime):
+        return value if value.utcoffset() is not None else value.replace(tzinfo=zone)
+    if isinstance(value, date):
+        return datetime.combine(value, time(), zone)
+    raise TypeError(
+        f"expected a date, a datetime or an ISO-8601 string, got {type(value).__name__}"
+    )
+
+
+@pass_context
+def _days_since(context: Context, t: Any) -> float | None:
+    moment = _moment(t, _helpers(context).zone)
+    return None if moment is None else (_now(context) - moment) / _DAY
+
+
+@pass_context
+def _hours_since(context: Context, t: Any) -> float | None:
+    moment = _moment(t, _helpers(context).zone)
+    return None if moment is None else (_now(context) - moment) / _HOUR
+
+
+@pass_context
+def _is_anniversary(context: Context, value: Any) -> bool:
+    zone = _helpers(context).zone
+    moment = _moment(value, zone)
+    if moment is None:
+        return False
+    local, today = moment.astimezone(zone), _now(context).astimezone(zone)
+    month_day = (local.month, local.day)
+    if month_day == (2, 29) and not calendar.isleap(today.year):
+        month_day = (2, 28)  # a leap-day birthday is celebrated on Feb 28 in other years
+    return month_day == (today.month, today.day)
+
+
+@pass_context
+def _catalog(context: Context, sku: Any) -> Any:
+    try:
+        return _helpers(context).catalog[sku]
+    except (KeyError, TypeError):
+        return None
+
+
+def _duration(text: Any) -> timedelta:
+    """``duration("3d")``: the journey-file spellings (one parser for both), as a timedelta so
+    ``now + duration("3d")`` is plain datetime arithmetic."""
+    return timedelta(microseconds=durations.parse_duration(text))
+
+
+def _default(value: Any, default_value: Any = "", boolean: bool = False) -> Any:
+    """``| default``: JSON ``null`` counts as absent too, as in Liquid-based tools."""
+    if value is None or isinstance(value, Undefined) or (boolean and not value):
+        return default_value
+    return value
+
+
+def _finalize(value: Any) -> Any:
+    """Render ``null`` as nothing rather than ``None`` in a message."""
+    return "" if value is None else value
+
+
+# -- comparisons -----------------------------------------------------------------------------
+def _coerce_times(a: Any, b: Any) -> tuple[Any, Any] | None:
+    """Let an ISO string compare with a datetime (``customer.last_order_at < now``), because
+    event and profile times are strings in JSON while ``now`` is a datetime."""
+    try:
+        if isinstance(a, datetime) and isinstance(b, str):
+            return a, datetime.fromisoformat(b)
+        if isinstance(b, datetime) and isinstance(a, str):
+            return datetime.fromisoformat(a), b
+    except ValueError:
+        pass
+    return None
+
+
+def _equal(a: Any, b: Any) -> bool:
+    if a is b:
+        return True
+    if a is None or b is None:
+        return False
+    try:
+        if a == b:
+            return True
+        pair = _coerce_times(a, b)
+        return pair is not None and bool(pair[0] == pair[1])
+    except Exception:
+        return False
+
+
+def _order(a: Any, b: Any, op: Callable[[Any, Any], Any]) -> bool:
+    if a is None or b is None:
+        return False
+    try:
+        return bool(op(a, b))
+    except TypeError:
+        pair = _coerce_times(a, b)
+        try:
+            return pair is not None and bool(op(*pair))
+        except Exception:
+            return False
+    except Exception:
+        return False
+
+
+def _contains(a: Any, b: Any) -> bool:
+    if b is None:
+        return False
+    try:
+        return bool(a in b)
+    except Exception:
+        return False
+
+
+def _lenient(value: Any) -> Any:
+    return None if isinstance(value, Undefined) else value
+
+
+def _strict(value: Any) -> Any:
+    if isinstance(value, Undefined):
+        value._fail_with_undefined_error()
+    return value
+
+
+def _comparison_tests(norm: Callable[[Any], Any]) -> dict[str, Callable[..., bool]]:
+    """The hidden tests Compare nodes become, named ``(eq)``, ``(lt)``... (names the grammar
+    cannot produce, so a user cannot call them), plus a ``none`` test that agrees with them;
+    ``norm`` maps undefined to none (expressions) or raises (templates)."""
+
+    def ordered(op: Callable[[Any, Any], Any]) -> Callable[[Any, Any], bool]:
+        return lambda a, b: _order(norm(a), norm(b), op)
+
+    return {
+        "(eq)": lambda a, b: _equal(norm(a), norm(b)),
+        "(ne)": lambda a, b: not _equal(norm(a), norm(b)),
+        "(lt)": ordered(operator.lt),
+        "(lteq)": ordered(operator.le),
+        "(gt)": ordered(operator.gt),
+        "(gteq)": ordered(operator.ge),
+        "(in)": lambda a, b: _contains(norm(a), norm(b)),
+        "(notin)": lambda a, b: not _contains(norm(a), norm(b)),
+        "none": lambda a: norm(a) is None,
+    }
+
+
+class _RewriteCompares(NodeTransformer):
+    """``a < b < c`` becomes ``(a is (lt)(b)) and (b is (lt)(c))``: Python short-circuits the
+    same way, and ``b`` is pure, so evaluating it twice is harmless."""
+
+    def visit_Compare(self, node: nodes.Compare) -> nodes.Expr:
+        self.generic_visit(node)
+        left: nodes.Expr = node.expr
+        result: nodes.Expr | None = None
+        for operand in node.ops:
+            name = f"({operand.op})"
+            test = nodes.Test(left, name, [operand.expr], [], None, None, lineno=node.lineno)
+            result = test if result is None else nodes.And(result, test, lineno=node.lineno)
+            left = operand.expr
+        assert result is not None  # the parser never builds a Compare without operands
+        return result
+
+
+# -- environments ----------------------------------------------------------------------------
+def _undefined_message(undefined: Undefined) -> str:
+    """Name the missing key itself (``'nickname' is undefined``), not ``'dict object' has no
+    attribute``: the record's ``error`` must carry the variable's name."""
+    if undefined._undefined_hint:
+        return undefined._undefined_hint
+    name = undefined._undefined_name
+    if isinstance(name, str) or undefined._undefined_obj is missing:
+        return f"{name!r} is undefined"
+    return f"{object_type_repr(undefined._undefined_obj)} has no element {name!r}"
+
+
+class _LenientUndefined(ChainableUndefined):
+    __slots__ = ()
+
+    @property
+    def _undefined_message(self) -> str:
+        return _undefined_message(self)
+
+
+class _StrictUndefined(ChainableUndefined, StrictUndefined):
+    """Strict on use, chainable on lookup: ``customer.address.city | default("-")`` works, and
+    ``{{ customer.address.city }}`` names the first missing key, ``address``."""
+
+    __slots__ = ()
+
+    @property
+    def _undefined_message(self) -> str:
+        return _undefined_message(self)
+
+
+class _Environment(ImmutableSandboxedEnvironment):
+    """Key-first lookup on mappings, unsafe access raising at once (never a silent undefined)."""
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        if type(obj) is dict or isinstance(obj, Mapping):
+            try:
+                return obj[attribute]
+            except KeyError:
+                return self.undefined(obj=obj, name=attribute)
+        return super().getattr(obj, attribute)
+
+    def getitem(self, obj: Any, argument: Any) -> Any:
+        if type(obj) is dict or isinstance(obj, Mapping):
+            try:
+                return obj[argument]
+            except (KeyError, TypeError):
+                return self.undefined(obj=obj, name=argument)
+        return super().getitem(obj, argument)
+
+    def unsafe_undefined(self, obj: Any, attribute: str) -> NoReturn:
+        raise SecurityError(
+            f"access to attribute {attribute!r} of {type(obj).__name__!r} object is unsafe"
+        )
+
+
+class _TemplateEnvironment(_Environment):
+    def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
+        tree = super()._parse(source, name, filename)
+        return _RewriteCompares().visit(tree)  # type: ignore[no-any-return]
+
+
+def _setup(env: _Environment, norm: Callable[[Any], Any]) -> _Environment:
+    env.globals.update(
+        days_since=_days_since,
+        hours_since=_hours_since,
+        duration=_duration,
+        is_anniversary=_is_anniversary,
+        catalog=_catalog,
+    )
+    env.filters["default"] = env.filters["d"] = _default
+    env.tests.update(_comparison_tests(norm))
+    return env
+
+
+_EXPRESSIONS = _setup(_Environment(undefined=_LenientUndefined), _lenient)
+_TEMPLATES = {
+    escape: _setup(
+        _TemplateEnvironment(
+            undefined=_StrictUndefined,
+            autoescape=escape,
+            finalize=_finalize,
+            keep_trailing_newline=True,  # a file's final newline survives, as in a constant
+        ),
+        _strict,
+    )
+    for escape in (False, True)
+}
+
+
+# -- compiled objects ------------------------------------------------------------------------
+def _flatten_globals(template: JinjaTemplate) -> JinjaTemplate:
+    """A plain dict instead of Jinja's ChainMap makes every ``new_context`` several µs cheaper."""
+    template.globals = dict(template.globals)
+    return template
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    if not text or isinstance(exc, LookupError):
+        return f"{type(exc).__name__}: {text}".rstrip(": ")
+    return text
+
+
+class _Expression:
+    __slots__ = ("source", "_template")
+
+    def __init__(self, source: str, template: JinjaTemplate) -> None:
+        self.source = source
+        self._template = template
+
+    def _run(self, scope: Scope) -> Any:
+        template = self._template
+        context = template.new_context(scope)
+        for _ in template.root_render_func(context):
+            pass
+        return context.vars["result"]
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.source!r})"
+
+
+class Condition(_Expression):
+    """A compiled ``if``/``audience``: true or false, never an exception (contract §2)."""
+
+    __slots__ = ()
+
+    def __call__(self, scope: Scope) -> bool:
+        try:
+            return bool(self._run(scope))
+        except Exception:
+            return False  # "an error inside a condition counts as false"
+
+
+class Value(_Expression):
+    """A compiled value expression; undefined becomes ``None``, failures raise
+    :class:`EvalError` so the engine can end the instance with the reason."""
+
+    __slots__ = ()
+
+    def __call__(self, scope: Scope) -> Any:
+        try:
+            result = self._run(scope)
+        except Exception as exc:
+            raise EvalError(_describe(exc), self.source) from exc
+        return None if isinstance(result, Undefined) else result
+
+
+class Template:
+    """A compiled template; a source without ``{{``/``{%``/``{#`` is kept as a constant."""
+
+    __slots__ = ("source", "name", "is_constant", "_template", "_text")
+
+    def __init__(self, source: str, name: str | None, template: JinjaTemplate | None) -> None:
+        self.source = source
+        self.name = name
+        self.is_constant = template is None
+        self._template = template
+        # Jinja normalises newlines to "\n"; a constant does the same so both paths agree.
+        self._text = source.replace("\r\n", "\n").replace("\r", "\n")
+
+    def __call__(self, scope: Scope) -> str:
+        template = self._template
+        if template is None:
+            return self._text
+        try:
+            return "".join(template.root_render_func(template.new_context(scope)))
+        except UndefinedError as exc:
+            message = str(exc)
+            found = re.fullmatch(r"'([^']*)' is undefined", message)
+            raise RenderError(message, found.group(1) if found else None) from exc
+        except Exception as exc:
+            raise RenderError(_describe(exc)) from exc
+
+    def __repr__(self) -> str:
+        return f"Template({self.name or self.source!r})"
+
+
+# -- compiling -------------------------------------------------------------------------------
+def _column(text: str, line: int, message: str) -> int:
+    """Best-effort 1-based column (Jinja reports lines only): the lexer's offset, else the end
+    of the line for a premature end, else the one place on the line the message quotes."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    at = re.search(r"unexpected char .* at (\d+)$", message)
+    if at:
+        pos = int(at.group(1))
+        return pos - (text.rfind("\n", 0, pos) + 1) + 1
+    lines = text.split("\n")
+    if not 1 <= line <= len(lines):
+        return 1
+    row = lines[line - 1]
+    if "end of template" in message:
+        return len(row.rstrip()) + 1
+    for quoted in re.findall(r"'([^']+)'", message):
+        if row.count(quoted) == 1:
+            return row.index(quoted) + 1
+    return 1
+
+
+def _syntax_error(exc: TemplateSyntaxError, source: str) -> ExpressionSyntaxError:
+    message = exc.message or "syntax error"
+    line = exc.lineno or 1
+    col = _column(source, line, message)
+    message = re.sub(r"^unexpected char (.*) at \d+$", r"unexpected character \1", message)
+    return ExpressionSyntaxError(message, line, col)
+
+
+@functools.lru_cache(maxsize=4096)
+def _compile_expression(source: str) -> JinjaTemplate:
+    """Parse with Jinja's own parser, rewrite comparisons, then wrap the expression as
+    ``{% set result = EXPR %}`` -- what ``Environment.compile_expression`` does internally.
+    Cached because validate and compile see the same sources, and many journeys share them."""
+    env = _EXPRESSIONS
+    parser = Parser(env, source, state="variable")
+    try:
+        expr = parser.parse_expression()
+        if not parser.stream.eos:
+            current = parser.stream.current
+            message = f"unexpected {describe_token(current)!r} after the expression"
+            raise TemplateSyntaxError(message, current.lineno)
+        expr = _RewriteCompares().visit(expr)
+        body = nodes.Template([nodes.Assign(nodes.Name("result", "store"), expr)], lineno=1)
+        body.set_environment(env)
+        return _flatten_globals(env.from_string(body))
+    except TemplateSyntaxError as exc:
+        raise _syntax_error(exc, source) from None
+
+
+@functools.lru_cache(maxsize=4096)
+def _compile_template(source: str, autoescape: bool, name: str | None) -> JinjaTemplate:
+    env = _TEMPLATES[autoescape]
+    try:
+        code = env.compile(source, name, name)
+    except TemplateSyntaxError as exc:
+        raise _syntax_error(exc, source) from None
+    return _flatten_globals(env.template_class.from_code(env, code, env.make_globals(None)))
+
+
+def compile_condition(source: str) -> Condition:
+    """Compile an ``if``/``audience``; raises :class:`ExpressionSyntaxError`."""
+    return Condition(source, _compile_expression(source))
+
+
+def compile_value(source: str) -> Value:
+    """Compile a value expression (``key``, ``until``, ``set``/``emit`` values)."""
+    return Value(source, _compile_expression(source))
+
+
+_DYNAMIC = re.compile(r"\{[{%#]")
+
+
+def compile_template(source: str, *, autoescape: bool = False, name: str | None = None) -> Template:
+    """Compile a template (``autoescape`` for HTML); raises :class:`ExpressionSyntaxError`.
+    A source without ``{{``, ``{%`` or ``{#`` never reaches Jinja: it renders as itself."""
+    if not _DYNAMIC.search(source):
+        return Template(source, name, None)
+    return Template(source, name, _compile_template(source, autoescape, name))

@@ -1,0 +1,103 @@
+"""Draw a compiled journey as a diagram (Mermaid or Graphviz DOT).
+
+The diagram is drawn from the compiled :class:`~postflow.machine.Machine`, not from the YAML,
+so it shows exactly the transitions the engine will follow: implicit "next step" flows,
+branch defaults, split weights and ``wait_for`` timeouts included.
+"""
+
+from __future__ import annotations
+
+from postflow import durations
+from postflow.machine import END, Machine, Step
+
+START = "__start"
+
+
+def _summary(step: Step) -> str:
+    if step.kind == "wait":
+        if step.until is not None:
+            return f"wait until {step.until.source}"
+        text = f"wait {durations.format_duration(step.duration)}" if step.duration else "wait"
+        return f"{text} then {step.at.strftime('%H:%M')}" if step.at else text
+    if step.kind == "wait_for":
+        return f"wait for {step.event} ({durations.format_duration(step.timeout)})"
+    if step.kind == "email":
+        subject = step.subject.source if step.subject is not None else step.sendgrid_template_id
+        return f"email: {subject}"
+    if step.kind == "sms":
+        return f"sms: {step.text.source if step.text is not None else ''}"
+    if step.kind == "webhook":
+        return f"webhook {step.method} {step.url.source if step.url else ''}"
+    if step.kind == "set":
+        return "set " + ", ".join(f"{t}.{n}" for t, n, _ in step.assignments)
+    if step.kind == "emit":
+        return f"emit {step.event}"
+    return step.kind
+
+
+def edges(machine: Machine) -> list[tuple[str, str, str]]:
+    """(source, target, label) for every transition, in step order."""
+    trig = machine.trigger
+    start_label = trig.event or f"schedule {trig.schedule.expr if trig.schedule else ''}"
+    out: list[tuple[str, str, str]] = [(START, machine.first, start_label)]
+    for sid in machine.order:
+        step = machine.steps[sid]
+        if step.kind == "branch":
+            for condition, goto in step.branches:
+                out.append((sid, goto, condition.source if condition is not None else "else"))
+            if all(c is not None for c, _ in step.branches):
+                out.append((sid, step.next, "else"))
+        elif step.kind == "split":
+            total = sum(w for w, _, _ in step.splits)
+            for weight, goto, name in step.splits:
+                out.append((sid, goto, f"{name} {weight / total:.0%}"))
+        elif step.kind == "goto":
+            out.append((sid, step.goto or END, ""))
+        elif step.kind == "wait_for":
+            out.append((sid, step.next, str(step.event)))
+            out.append((sid, step.on_timeout or step.next, "timeout"))
+        else:
+            out.append((sid, step.next, ""))
+    return out
+
+
+def _clip(text: str, width: int = 48) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def mermaid(machine: Machine) -> str:
+    def esc(text: str) -> str:
+        return _clip(text).replace('"', "#quot;")
+
+    def node(name: str) -> str:
+        return "end_" if name == END else START if name == START else f"s_{name}"
+
+    lines = ["flowchart TD", f'  {START}(["{esc(machine.id)}"])']
+    for sid in machine.order:
+        lines.append(f'  s_{sid}["{esc(sid)}<br/>{esc(_summary(machine.steps[sid]))}"]')
+    lines.append("  end_((end))")
+    for source, target, label in edges(machine):
+        arrow = f'-->|"{esc(label)}"|' if label else "-->"
+        lines.append(f"  {node(source)} {arrow} {node(target)}")
+    return "\n".join(lines) + "\n"
+
+
+def dot(machine: Machine) -> str:
+    def esc(text: str) -> str:
+        return _clip(text).replace("\\", "\\\\").replace('"', '\\"')
+
+    lines = [
+        f'digraph "{esc(machine.id)}" {{',
+        "  rankdir=TB;",
+        '  node [shape=box, style=rounded, fontname="Helvetica"];',
+        f'  "{START}" [label="{esc(machine.id)}", shape=oval];',
+    ]
+    for sid in machine.order:
+        lines.append(f'  "{esc(sid)}" [label="{esc(sid)}\\n{esc(_summary(machine.steps[sid]))}"];')
+    lines.append(f'  "{END}" [label="end", shape=doublecircle];')
+    for source, target, label in edges(machine):
+        attr = f' [label="{esc(label)}"]' if label else ""
+        lines.append(f'  "{esc(source)}" -> "{esc(target)}"{attr};')
+    lines.append("}")
+    return "\n".join(lines) + "\n"

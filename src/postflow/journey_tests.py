@@ -1,0 +1,229 @@
+"""Journey test files (``*.test.yaml``): prove a journey's behaviour in CI.
+
+Each case feeds events (times absolute or ``+DURATION`` from ``start``) through the very
+simulation ``postflow simulate`` runs, then checks the records against ``expect``: an ordered
+subsequence matched on the fields given, optionally with no other message records. A failing
+case reports the expectation that failed and the records around it, so the fix is obvious.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from postflow import config, durations, engine, events, loader, project, simulate
+from postflow.problems import Problem, ProblemsError
+from postflow.state import CustomerState
+
+Path_ = tuple[str | int, ...]
+CONTEXT = 3  # records shown on each side of a failure
+
+
+@dataclass
+class CaseResult:
+    file: str
+    name: str
+    passed: bool
+    detail: list[str] = field(default_factory=list)
+
+
+def find_test_files(paths: Iterable[Path]) -> list[Path]:
+    """``*.test.yaml`` files under the given files and directories, sorted."""
+    found: set[Path] = set()
+    for path in paths:
+        if path.is_dir():
+            found.update(p for p in path.rglob("*") if p.is_file() and project.is_test_file(p))
+        elif path.is_file():
+            found.add(path)
+        else:
+            raise project.MissingPath(str(path))
+    return sorted(found, key=str)
+
+
+class _Times:
+    """Resolves absolute and ``+DURATION`` times of one case, with located errors."""
+
+    def __init__(self, doc: loader.Document, case_path: Path_, start: int | None) -> None:
+        self.doc = doc
+        self.case_path = case_path
+        self.start = start
+
+    def resolve(self, value: Any, path: Path_) -> int:
+        text = str(value)
+        if text.startswith("+"):
+            if self.start is None:
+                raise ProblemsError(
+                    [self.doc.problem(path, f"relative time '{text}' needs the case's `start`")]
+                )
+            try:
+                return self.start + durations.parse_duration(text[1:])
+            except durations.DurationError as exc:
+                raise ProblemsError([self.doc.problem(path, str(exc))]) from None
+        try:
+            return durations.parse_instant(text)
+        except durations.DurationError as exc:
+            raise ProblemsError([self.doc.problem(path, str(exc))]) from None
+
+
+def _case_events(
+    doc: loader.Document, index: int, case: dict[str, Any], times: _Times
+) -> list[events.Event]:
+    base: Path_ = ("cases", index, "events")
+    source = case["events"]
+    rows: list[tuple[Any, Path_, Problem | None]] = []
+    if isinstance(source, str):
+        file = (Path(doc.path).parent / source).resolve()
+        if not file.is_file():
+            raise ProblemsError([doc.problem(base, f"events file not found: {file}")])
+        for number, line in enumerate(file.read_text(encoding="utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                obj = orjson.loads(line)
+            except orjson.JSONDecodeError as exc:
+                raise ProblemsError(
+                    [Problem(str(file), number, 1, "error", f"not valid JSON: {exc}")]
+                ) from None
+            rows.append((obj, base, Problem(str(file), number, 1, "error", "")))
+    else:
+        rows = [(obj, (*base, j), None) for j, obj in enumerate(source)]
+
+    parsed: list[events.Event] = []
+    problems: list[Problem] = []
+    for obj, path, line_problem in rows:
+        if not isinstance(obj, dict):
+            problems.append(doc.problem(path, "an event must be a mapping"))
+            continue
+        obj = dict(obj)
+        try:
+            at_path = (*path, "at") if line_problem is None else path
+            obj["at"] = durations.format_instant(times.resolve(obj.get("at", "+0s"), at_path))
+        except ProblemsError as exc:
+            problems.extend(exc.problems)
+            continue
+        try:
+            parsed.append(events.parse_event(obj))
+        except events.EventError as exc:
+            if line_problem is not None:
+                problems.append(
+                    Problem(line_problem.file, line_problem.line, 1, "error", f"bad event: {exc}")
+                )
+            else:
+                field_path = tuple(exc.field.split(".")) if exc.field else ()
+                problems.append(doc.problem((*path, *field_path), f"bad event: {exc}"))
+    if problems:
+        raise ProblemsError(problems)
+    return parsed
+
+
+def _matches(expect: dict[str, Any], record: dict[str, Any], at: int | None) -> bool:
+    for name, want in expect.items():
+        if name == "at":
+            if record.get("at") != at:
+                return False
+        elif record.get(name) != want:
+            return False
+    return True
+
+
+def _show(record: dict[str, Any]) -> str:
+    return orjson.dumps(simulate.record_json(record)).decode()
+
+
+def run_case(
+    world: engine.World, doc: loader.Document, index: int, case: dict[str, Any]
+) -> CaseResult:
+    name = str(case["name"])
+    path: Path_ = ("cases", index)
+    start = None
+    if "start" in case:
+        start = _Times(doc, path, None).resolve(case["start"], (*path, "start"))
+    times = _Times(doc, path, start)
+    evts = _case_events(doc, index, case, times)
+    until = times.resolve(case["until"], (*path, "until")) if "until" in case else None
+    expects = case.get("expect") or []
+    expect_at = [
+        times.resolve(e["at"], (*path, "expect", j, "at")) if "at" in e else None
+        for j, e in enumerate(expects)
+    ]
+
+    sim = simulate.Simulation(world)
+    customer = case.get("customer")
+    if customer:
+        for event in evts:
+            if event.customer_id not in sim.store.customers:
+                sim.store.save(CustomerState(event.customer_id, profile=dict(customer)))
+    sim.ingest(evts)
+    records = sim.run(until)
+
+    result = CaseResult(doc.path, name, True)
+    position = 0
+    matched: set[int] = set()
+    for j, expect in enumerate(expects):
+        found = next(
+            (k for k in range(position, len(records)) if _matches(expect, records[k], expect_at[j])),
+            None,
+        )
+        if found is None:
+            result.passed = False
+            line, _ = doc.where((*path, "expect", j))
+            shown = dict(expect)
+            if expect_at[j] is not None:
+                shown["at"] = durations.format_instant(expect_at[j])  # type: ignore[arg-type]
+            result.detail.append(
+                f"expected (line {line}): {orjson.dumps(shown).decode()}"
+            )
+            window = records[max(position - CONTEXT, 0) : position + CONTEXT * 2]
+            if not records:
+                result.detail.append("no records were produced")
+            elif position >= len(records):
+                result.detail.append("after the previous match there are no more records; last ones:")
+                window = records[-CONTEXT * 2 :]
+            else:
+                result.detail.append("records around the place it should be:")
+            result.detail.extend("  " + _show(r) for r in window)
+            return result
+        matched.add(found)
+        position = found + 1
+    if case.get("no_other_messages"):
+        extra = [
+            r for k, r in enumerate(records) if r["kind"] == "message" and k not in matched
+        ]
+        if extra:
+            result.passed = False
+            result.detail.append(f"{len(extra)} message record(s) not matched by `expect`:")
+            result.detail.extend("  " + _show(r) for r in extra[: CONTEXT * 3])
+    return result
+
+
+def run_file(
+    path: Path, config_path: str | None, journeys_dir: str | None
+) -> list[CaseResult]:
+    """Run every case of one test file. Raises ProblemsError for a malformed file."""
+    doc = loader.load_yaml(path)
+    if not isinstance(doc.data, dict):
+        raise ProblemsError([doc.problem((), "a journey test file must be a mapping")])
+    problems = loader.schema_problems(doc, "testfile")
+    if problems:
+        raise ProblemsError(problems)
+    settings = config.load_settings(
+        config_path, overrides=doc.data.get("config") or None
+    )
+    directory = Path(journeys_dir) if journeys_dir else settings.journeys
+    machines = project.require_journeys([directory] if directory.exists() else [], settings.templates)
+    wanted = doc.data.get("journeys")
+    if wanted is not None:
+        unknown = [
+            doc.problem(("journeys", i), f"unknown journey '{jid}' (known: {', '.join(sorted(machines)) or 'none'})")
+            for i, jid in enumerate(wanted)
+            if jid not in machines
+        ]
+        if unknown:
+            raise ProblemsError(unknown)
+        machines = {jid: machines[jid] for jid in wanted}
+    world = engine.World.build(machines, settings)
+    return [run_case(world, doc, i, case) for i, case in enumerate(doc.data["cases"])]

@@ -1,0 +1,492 @@
+"""Compile a validated journey document into an immutable :class:`Machine`.
+
+A journey is compiled once: expressions and templates are parsed here, so ``validate`` finds
+their errors and the engine's hot path never parses anything. Compilation also resolves every
+step's successor, so the engine only follows ids. The machine's ``version`` is a content hash
+over the journey and the template files it uses: customers in flight stay pinned to the exact
+texts they entered with.
+
+The compiler collects located :class:`~postflow.problems.Problem` objects instead of raising,
+so one ``validate`` run reports every mistake in a file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import time
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from postflow import durations, expressions
+from postflow.loader import Document
+from postflow.problems import Problem
+
+END = "end"
+"""Reserved step id: complete the instance now."""
+
+STEP_KINDS = (
+    "wait",
+    "wait_for",
+    "branch",
+    "split",
+    "email",
+    "sms",
+    "webhook",
+    "set",
+    "emit",
+    "goto",
+)
+MESSAGE_KINDS = ("email", "sms")
+
+# The keys this compiler reads, place by place. A test checks that they are exactly the keys
+# the bundled JSON Schema allows, so schema and compiler can never drift apart.
+JOURNEY_KEYS = frozenset(
+    {"id", "name", "description", "trigger", "entry", "exit", "goal", "settings", "steps"}
+)
+TRIGGER_KEYS = frozenset({"event", "if", "schedule", "timezone", "audience"})
+ENTRY_KEYS = frozenset({"key", "reentry", "cooldown"})
+EXIT_KEYS = frozenset({"event", "if"})
+GOAL_KEYS = frozenset({"event", "if", "within"})
+SETTINGS_KEYS = frozenset({"quiet_hours"})
+QUIET_HOURS_KEYS = frozenset({"start", "end", "channels"})
+STEP_KEYS = frozenset({"id", "next", *STEP_KINDS})
+WAIT_KEYS = frozenset({"for", "at", "until"})
+WAIT_FOR_KEYS = frozenset({"event", "timeout", "on_timeout", "if"})
+BRANCH_KEYS = frozenset({"if", "goto"})
+SPLIT_KEYS = frozenset({"weight", "goto", "name"})
+EMAIL_KEYS = frozenset(
+    {"subject", "template", "body", "sendgrid_template_id", "to", "data", "transactional"}
+)
+SMS_KEYS = frozenset({"body", "template", "to", "transactional"})
+WEBHOOK_KEYS = frozenset({"url", "method", "json", "headers"})
+EMIT_KEYS = frozenset({"event", "data"})
+
+
+@dataclass(frozen=True)
+class QuietHours:
+    """A daily window, in the customer's local time, during which some channels hold messages."""
+
+    start: time
+    end: time
+    channels: frozenset[str]
+
+
+@dataclass(frozen=True)
+class Trigger:
+    event: str | None = None
+    condition: expressions.Condition | None = None
+    schedule: durations.Cron | None = None
+    zone: ZoneInfo | None = None
+    audience: expressions.Condition | None = None
+
+
+@dataclass(frozen=True)
+class Entry:
+    key: expressions.Value | None = None
+    reentry: str = "after_exit"
+    cooldown: int | None = None
+
+
+@dataclass(frozen=True)
+class Exit:
+    event: str
+    condition: expressions.Condition | None = None
+
+
+@dataclass(frozen=True)
+class Goal:
+    event: str
+    condition: expressions.Condition | None = None
+    within: int | None = None
+
+
+@dataclass(frozen=True)
+class Step:
+    """One compiled step. ``next`` is already resolved: an explicit ``next``, else the following
+    step, else :data:`END`. Only the fields of the step's ``kind`` are set."""
+
+    id: str
+    kind: str
+    next: str
+    # wait
+    duration: int = 0
+    at: time | None = None
+    until: expressions.Value | None = None
+    # wait_for
+    event: str | None = None
+    timeout: int = 0
+    on_timeout: str | None = None
+    condition: expressions.Condition | None = None
+    # branch: (condition or None, goto); split: (weight, goto, name)
+    branches: tuple[tuple[expressions.Condition | None, str], ...] = ()
+    splits: tuple[tuple[float, str, str], ...] = ()
+    # messages
+    subject: expressions.Template | None = None
+    html: expressions.Template | None = None
+    text: expressions.Template | None = None
+    sendgrid_template_id: str | None = None
+    to: expressions.Template | None = None
+    data: Any = None  # compiled template tree (email.data, emit data values are Values)
+    transactional: bool = False
+    # webhook
+    url: expressions.Template | None = None
+    method: str = "POST"
+    json_body: Any = None
+    headers: tuple[tuple[str, expressions.Template], ...] = ()
+    # set: (target "customer" | "vars", name, Value or literal)
+    assignments: tuple[tuple[str, str, Any], ...] = ()
+    # emit: event type in `event`, values in `emit_data`
+    emit_data: tuple[tuple[str, Any], ...] = ()
+    # goto
+    goto: str | None = None
+
+
+@dataclass(frozen=True)
+class Machine:
+    """A compiled journey: immutable, hashable by ``(id, version)``."""
+
+    id: str
+    version: str
+    path: str
+    name: str | None
+    trigger: Trigger
+    entry: Entry
+    exits: tuple[Exit, ...]
+    goal: Goal | None
+    quiet_hours: QuietHours | None | bool  # True: use the configured default; False: none
+    steps: Mapping[str, Step]
+    first: str
+    order: tuple[str, ...] = field(default=())
+
+    def quiet_hours_for(self, default: QuietHours | None) -> QuietHours | None:
+        if self.quiet_hours is True:
+            return default
+        if self.quiet_hours is False:
+            return None
+        return self.quiet_hours  # type: ignore[return-value]
+
+
+class Compiler:
+    """Turns one schema-valid journey :class:`Document` into a :class:`Machine`, collecting
+    problems (bad expressions, templates, durations, zones, cron, references) on the way."""
+
+    def __init__(self, doc: Document, templates_dir: Path) -> None:
+        self.doc = doc
+        self.templates_dir = templates_dir
+        self.problems: list[Problem] = []
+        self.template_files: dict[str, str] = {}
+
+    # -- helpers -------------------------------------------------------------------------
+    def error(self, path: tuple[str | int, ...], message: str, *, at_key: bool = False) -> None:
+        self.problems.append(self.doc.problem(path, message, at_key=at_key))
+
+    def _expr_error(self, path: tuple[str | int, ...], exc: expressions.ExpressionSyntaxError) -> None:
+        line, col = self.doc.where(path)
+        extra = max(getattr(exc, "line", 1) - 1, 0)
+        self.problems.append(Problem(self.doc.path, line + extra, col, "error", exc.message))
+
+    def condition(self, path: tuple[str | int, ...], source: Any) -> expressions.Condition | None:
+        if source is None:
+            return None
+        try:
+            return expressions.compile_condition(str(source))
+        except expressions.ExpressionSyntaxError as exc:
+            self._expr_error(path, exc)
+            return None
+
+    def value(self, path: tuple[str | int, ...], source: Any) -> Any:
+        """A value: a string is an expression; numbers, booleans and null are literals."""
+        if not isinstance(source, str):
+            return _Literal(source)
+        try:
+            return expressions.compile_value(source)
+        except expressions.ExpressionSyntaxError as exc:
+            self._expr_error(path, exc)
+            return _Literal(None)
+
+    def template(
+        self, path: tuple[str | int, ...], source: Any, *, autoescape: bool = False
+    ) -> expressions.Template | None:
+        if source is None:
+            return None
+        try:
+            return expressions.compile_template(str(source), autoescape=autoescape)
+        except expressions.ExpressionSyntaxError as exc:
+            self._expr_error(path, exc)
+            return None
+
+    def template_tree(self, path: tuple[str | int, ...], value: Any) -> Any:
+        """Compile every string inside a JSON-like value as a template (webhook json, email data)."""
+        if isinstance(value, str):
+            return self.template(path, value)
+        if isinstance(value, dict):
+            return {k: self.template_tree((*path, k), v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.template_tree((*path, i), v) for i, v in enumerate(value)]
+        return _Literal(value)
+
+    def template_file(
+        self, path: tuple[str | int, ...], name: str, suffix: str, *, required: bool
+    ) -> expressions.Template | None:
+        file = self.templates_dir / f"{name}{suffix}"
+        if not file.is_file():
+            if required:
+                self.error(path, f"missing template file {file}")
+            return None
+        try:
+            text = file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            self.error(path, f"cannot read template file {file}: {exc}")
+            return None
+        self.template_files[f"{name}{suffix}"] = text
+        try:
+            return expressions.compile_template(
+                text, autoescape=suffix == ".html", name=str(file)
+            )
+        except expressions.ExpressionSyntaxError as exc:
+            self.problems.append(
+                Problem(str(file), getattr(exc, "line", 1), getattr(exc, "col", 1), "error",
+                        exc.message)
+            )
+            return None
+
+    def duration(self, path: tuple[str | int, ...], text: Any) -> int:
+        try:
+            return durations.parse_duration(str(text))
+        except durations.DurationError as exc:
+            self.error(path, str(exc))
+            return 0
+
+    def time_of_day(self, path: tuple[str | int, ...], text: Any) -> time | None:
+        try:
+            return durations.parse_time_of_day(str(text))
+        except durations.DurationError as exc:
+            self.error(path, str(exc))
+            return None
+
+    def zone(self, path: tuple[str | int, ...], name: Any) -> ZoneInfo | None:
+        try:
+            return durations.load_zone(str(name))
+        except durations.DurationError as exc:
+            self.error(path, str(exc))
+            return None
+
+    # -- the journey ---------------------------------------------------------------------
+    def compile(self) -> Machine | None:
+        data = self.doc.data
+        trigger = self.compile_trigger(data["trigger"])
+        entry_data = data.get("entry") or {}
+        entry = Entry(
+            key=self.value(("entry", "key"), entry_data["key"]) if "key" in entry_data else None,
+            reentry=entry_data.get("reentry", "after_exit"),
+            cooldown=(
+                self.duration(("entry", "cooldown"), entry_data["cooldown"])
+                if "cooldown" in entry_data
+                else None
+            ),
+        )
+        exits = tuple(
+            Exit(item["event"], self.condition(("exit", i, "if"), item.get("if")))
+            for i, item in enumerate(data.get("exit") or [])
+        )
+        goal = None
+        if data.get("goal"):
+            g = data["goal"]
+            goal = Goal(
+                g["event"],
+                self.condition(("goal", "if"), g.get("if")),
+                self.duration(("goal", "within"), g["within"]) if "within" in g else None,
+            )
+        quiet: QuietHours | None | bool = True
+        settings = data.get("settings") or {}
+        if "quiet_hours" in settings:
+            quiet = self.quiet_hours(("settings", "quiet_hours"), settings["quiet_hours"])
+        order = tuple(step["id"] for step in data["steps"])
+        steps = {}
+        for index, step in enumerate(data["steps"]):
+            following = order[index + 1] if index + 1 < len(order) else END
+            compiled = self.compile_step(index, step, following)
+            steps.setdefault(compiled.id, compiled)
+        if any(p.is_error for p in self.problems):
+            return None
+        return Machine(
+            id=data["id"],
+            version=self.version(),
+            path=self.doc.path,
+            name=data.get("name"),
+            trigger=trigger,
+            entry=entry,
+            exits=exits,
+            goal=goal,
+            quiet_hours=quiet,
+            steps=steps,
+            first=order[0],
+            order=order,
+        )
+
+    def version(self) -> str:
+        digest = hashlib.sha256()
+        digest.update(json.dumps(self.doc.data, sort_keys=True, default=str).encode())
+        for name in sorted(self.template_files):
+            digest.update(b"\0" + name.encode() + b"\0" + self.template_files[name].encode())
+        return digest.hexdigest()[:12]
+
+    def quiet_hours(self, path: tuple[str | int, ...], value: Any) -> QuietHours | None:
+        if value is False:
+            return None
+        start = self.time_of_day((*path, "start"), value["start"])
+        end = self.time_of_day((*path, "end"), value["end"])
+        if start is not None and start == end:
+            self.error((*path, "end"), "quiet hours start and end are equal (an empty or full-day window)")
+        channels = frozenset(value.get("channels") or MESSAGE_KINDS)
+        return QuietHours(start or time(0), end or time(0), channels)
+
+    def compile_trigger(self, data: dict[str, Any]) -> Trigger:
+        if "schedule" in data:
+            cron = None
+            try:
+                cron = durations.parse_cron(str(data["schedule"]))
+            except durations.DurationError as exc:
+                self.error(("trigger", "schedule"), str(exc))
+            zone = self.zone(("trigger", "timezone"), data.get("timezone", "UTC"))
+            return Trigger(
+                schedule=cron,
+                zone=zone,
+                audience=self.condition(("trigger", "audience"), data.get("audience")),
+            )
+        return Trigger(
+            event=data["event"], condition=self.condition(("trigger", "if"), data.get("if"))
+        )
+
+    def compile_step(self, index: int, data: dict[str, Any], following: str) -> Step:
+        path: tuple[str | int, ...] = ("steps", index)
+        kind = next(k for k in STEP_KINDS if k in data)
+        here = (*path, kind)
+        body = data[kind]
+        common: dict[str, Any] = {"id": data["id"], "kind": kind, "next": data.get("next", following)}
+        if kind == "wait":
+            if isinstance(body, str):
+                return Step(**common, duration=self.duration(here, body))
+            if "until" in body:
+                return Step(**common, until=self.value((*here, "until"), body["until"]))
+            return Step(
+                **common,
+                duration=self.duration((*here, "for"), body["for"]) if "for" in body else 0,
+                at=self.time_of_day((*here, "at"), body["at"]) if "at" in body else None,
+            )
+        if kind == "wait_for":
+            return Step(
+                **common,
+                event=body["event"],
+                timeout=self.duration((*here, "timeout"), body["timeout"]),
+                on_timeout=body.get("on_timeout"),
+                condition=self.condition((*here, "if"), body.get("if")),
+            )
+        if kind == "branch":
+            return Step(
+                **common,
+                branches=tuple(
+                    (self.condition((*here, i, "if"), b.get("if")), b["goto"])
+                    for i, b in enumerate(body)
+                ),
+            )
+        if kind == "split":
+            return Step(
+                **common,
+                splits=tuple(
+                    (float(s["weight"]), s["goto"], str(s.get("name", s["goto"]))) for s in body
+                ),
+            )
+        if kind == "email":
+            html = text = None
+            if "template" in body:
+                html = self.template_file((*here, "template"), body["template"], ".html", required=True)
+                text = self.template_file((*here, "template"), body["template"], ".txt", required=False)
+            elif "body" in body:
+                text = self.template((*here, "body"), body["body"])
+            return Step(
+                **common,
+                subject=self.template((*here, "subject"), body.get("subject")),
+                html=html,
+                text=text,
+                sendgrid_template_id=body.get("sendgrid_template_id"),
+                to=self.template((*here, "to"), body.get("to")),
+                data=self.template_tree((*here, "data"), body["data"]) if "data" in body else None,
+                transactional=bool(body.get("transactional", False)),
+            )
+        if kind == "sms":
+            if "template" in body:
+                text = self.template_file((*here, "template"), body["template"], ".txt", required=True)
+            else:
+                text = self.template((*here, "body"), body["body"])
+            return Step(
+                **common,
+                text=text,
+                to=self.template((*here, "to"), body.get("to")),
+                transactional=bool(body.get("transactional", False)),
+            )
+        if kind == "webhook":
+            return Step(
+                **common,
+                url=self.template((*here, "url"), body["url"]),
+                method=str(body.get("method", "POST")).upper(),
+                json_body=self.template_tree((*here, "json"), body["json"]) if "json" in body else None,
+                headers=tuple(
+                    (str(k), self.template((*here, "headers", k), v) or _EMPTY)
+                    for k, v in (body.get("headers") or {}).items()
+                ),
+            )
+        if kind == "set":
+            assignments = []
+            for target, source in body.items():
+                scope, _, name = str(target).partition(".")
+                assignments.append((scope, name, self.value((*here, target), source)))
+            return Step(**common, assignments=tuple(assignments))
+        if kind == "emit":
+            return Step(
+                **common,
+                event=body["event"],
+                emit_data=tuple(
+                    (str(k), self.value((*here, "data", k), v))
+                    for k, v in (body.get("data") or {}).items()
+                ),
+            )
+        return Step(**common, goto=body)
+
+
+@dataclass(frozen=True)
+class _Literal:
+    """A constant standing where an expression or template could be: evaluates to itself."""
+
+    value: Any
+
+    def __call__(self, scope: Mapping[str, Any]) -> Any:
+        return self.value
+
+
+_EMPTY = expressions.compile_template("")
+
+
+def evaluate_tree(tree: Any, scope: Mapping[str, Any]) -> Any:
+    """Render a compiled template tree (from :meth:`Compiler.template_tree`) into plain JSON."""
+    if isinstance(tree, dict):
+        return {k: evaluate_tree(v, scope) for k, v in tree.items()}
+    if isinstance(tree, list):
+        return [evaluate_tree(v, scope) for v in tree]
+    return tree(scope)
+
+
+def compile_journey(doc: Document, templates_dir: Path) -> tuple[Machine | None, list[Problem]]:
+    """Compile a schema-valid journey document. Returns the machine (None on errors) and every
+    problem found."""
+    compiler = Compiler(doc, templates_dir)
+    try:
+        machine = compiler.compile()
+    except (KeyError, TypeError, StopIteration) as exc:  # schema should have caught it
+        compiler.error((), f"cannot compile journey: {exc!r}")
+        machine = None
+    return machine, compiler.problems

@@ -1,0 +1,1 @@
+"""Stores: where customer state lives (memory for simulate; SQL for the daemon, later)."""

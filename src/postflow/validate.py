@@ -1,0 +1,153 @@
+"""Semantic checks that JSON Schema cannot express: the step graph of one journey.
+
+Schema validation proves the shape; these checks prove the journey can run: every step id is
+unique, every reference (``next``, ``goto``, ``on_timeout``) names a step, every step can be
+reached, and no loop can spin forever without a positive ``wait`` or a ``wait_for`` (the
+engine would otherwise advance an instance endlessly at one logical instant). Expression,
+template, duration, zone and cron problems are found by the compiler (``machine.py``).
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any
+
+from postflow import durations
+from postflow.loader import Document
+from postflow.machine import END, STEP_KINDS
+from postflow.problems import Problem
+
+Path = tuple[str | int, ...]
+
+
+def _did_you_mean(name: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(name, known, n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _breaks_loop(step: dict[str, Any]) -> bool:
+    """A step that always lets logical time pass: a positive ``wait`` or any ``wait_for``."""
+    if "wait_for" in step:
+        return True
+    wait = step.get("wait")
+    if wait is None:
+        return False
+    text = wait if isinstance(wait, str) else wait.get("for") if isinstance(wait, dict) else None
+    if text is None:
+        return False
+    try:
+        return durations.parse_duration(str(text)) > 0
+    except durations.DurationError:
+        return True  # reported elsewhere; do not pile a loop error on top
+
+
+def _edges(step: dict[str, Any], index: int, following: str) -> list[tuple[str, Path]]:
+    """Successors in file order, each with the path of the value that names it (or the step's
+    id for the implicit flow to the following step)."""
+    base: Path = ("steps", index)
+    implicit: tuple[str, Path] = (
+        (step["next"], (*base, "next")) if "next" in step else (following, (*base, "id"))
+    )
+    kind = next((k for k in STEP_KINDS if k in step), None)
+    body = step.get(kind) if kind else None
+    if kind == "goto":
+        return [(str(body), (*base, "goto"))]
+    if kind == "branch":
+        out = [(b["goto"], (*base, "branch", i, "goto")) for i, b in enumerate(body)]
+        if all("if" in b for b in body):
+            out.append(implicit)
+        return out
+    if kind == "split":
+        return [(s["goto"], (*base, "split", i, "goto")) for i, s in enumerate(body)]
+    if kind == "wait_for":
+        out = [implicit]
+        if "on_timeout" in body:
+            out.append((body["on_timeout"], (*base, "wait_for", "on_timeout")))
+        return out
+    return [implicit]
+
+
+def check_steps(doc: Document) -> list[Problem]:
+    """Graph checks over a schema-valid journey document."""
+    problems: list[Problem] = []
+    steps: list[dict[str, Any]] = doc.data["steps"]
+    first_at: dict[str, int] = {}
+    for index, step in enumerate(steps):
+        sid = step["id"]
+        if sid == END:
+            problems.append(
+                doc.problem(("steps", index, "id"), "'end' is a reserved step id (it means: complete now)")
+            )
+        elif sid in first_at:
+            line, _ = doc.where(("steps", first_at[sid], "id"))
+            problems.append(
+                doc.problem(("steps", index, "id"), f"duplicate step id '{sid}' (first at line {line})")
+            )
+        else:
+            first_at[sid] = index
+    known = list(first_at)
+
+    graph: dict[str, list[tuple[str, Path]]] = {}
+    for index, step in enumerate(steps):
+        following = steps[index + 1]["id"] if index + 1 < len(steps) else END
+        edges = _edges(step, index, following)
+        for target, path in edges:
+            if target != END and target not in first_at and path[-1] != "id":
+                problems.append(
+                    doc.problem(path, f"unknown step '{target}'{_did_you_mean(str(target), known)}")
+                )
+        if first_at.get(step["id"]) == index:
+            graph[step["id"]] = [(t, p) for t, p in edges if t in first_at]
+
+    breaking = {s["id"] for i, s in enumerate(steps) if first_at.get(s["id"]) == i and _breaks_loop(s)}
+    start = steps[0]["id"]
+
+    # Reachability over every edge.
+    reached = {start}
+    todo = [start]
+    while todo:
+        for target, _ in graph.get(todo.pop(), []):
+            if target not in reached:
+                reached.add(target)
+                todo.append(target)
+    for sid, index in first_at.items():
+        if sid not in reached:
+            problems.append(
+                doc.problem(("steps", index, "id"), f"step '{sid}' is unreachable", severity="warning")
+            )
+
+    # Loops: a cycle among steps that do not let time pass. Depth-first from the first step,
+    # edges in file order; the walk restarts after each time-passing step.
+    color: dict[str, int] = {}  # 1: on the stack, 2: done
+
+    def walk(node: str, stack: list[str]) -> None:
+        color[node] = 1
+        stack.append(node)
+        for target, path in graph.get(node, []):
+            if target in breaking:
+                continue
+            if color.get(target) == 1:
+                cycle = stack[stack.index(target) :] + [target]
+                problems.append(
+                    doc.problem(
+                        path,
+                        "steps can loop without a positive wait or a wait_for: "
+                        + " -> ".join(cycle),
+                    )
+                )
+            elif target not in color:
+                walk(target, stack)
+        stack.pop()
+        color[node] = 2
+
+    seen: set[str] = set()
+    order = [start]
+    while order:
+        node = order.pop(0)
+        if node in seen:
+            continue
+        seen.add(node)
+        if node not in breaking and node not in color:
+            walk(node, [])
+        order.extend(t for t, _ in graph.get(node, []))
+    return problems
