@@ -73,10 +73,14 @@ def main() -> None:
     messages = sum(1 for r in records if r["kind"] == "message" and r["status"] == "sent")
     assert messages == 2 * customers, messages
     total = parse_s + run_s + format_s
-    print(f"simulate: {customers} customers, {len(records)} records, {len(out) / 1e6:.1f} MB output")
+    print(
+        f"simulate: {customers} customers, {len(records)} records, {len(out) / 1e6:.1f} MB output"
+    )
     print(f"  parse events: {parse_s:.2f} s   run: {run_s:.2f} s   format: {format_s:.2f} s")
-    print(f"  throughput: {customers / total:,.0f} customers/s end to end "
-          f"({customers / run_s:,.0f}/s engine only)   target: >= 10,000 customers/s")
+    print(
+        f"  throughput: {customers / total:,.0f} customers/s end to end "
+        f"({customers / run_s:,.0f}/s engine only)   target: >= 10,000 customers/s"
+    )
 
 
 if __name__ == "__main__":

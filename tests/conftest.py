@@ -44,7 +44,9 @@ class Project:
         machines = project.require_journeys([self.root / "journeys"], settings.templates)
         return engine.World.build(machines, settings)
 
-    def simulate(self, evts: list[dict[str, Any]], until: str | None = None) -> list[dict[str, Any]]:
+    def simulate(
+        self, evts: list[dict[str, Any]], until: str | None = None
+    ) -> list[dict[str, Any]]:
         world = self.world()
         parsed = [events.parse_event(e) for e in evts]
         records = simulate.simulate(

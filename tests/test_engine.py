@@ -57,7 +57,13 @@ def test_wait_for_at_uses_customer_local_time(proj: Project) -> None:
         """,
     )
     records = proj.simulate(
-        [ev("signup", at="2027-03-01T14:00:00Z", customer={"email": "a@x.com", "timezone": "America/New_York"})]
+        [
+            ev(
+                "signup",
+                at="2027-03-01T14:00:00Z",
+                customer={"email": "a@x.com", "timezone": "America/New_York"},
+            )
+        ]
     )
     assert pick(records, "at", kind="message") == [("2027-03-02T15:00:00Z",)]
 
@@ -77,8 +83,18 @@ def test_wait_until_expression(proj: Project) -> None:
     )
     records = proj.simulate(
         [
-            ev("booked", "future", data={"when": "2027-02-01T08:00:00Z"}, customer={"email": "f@x.com"}),
-            ev("booked", "past", data={"when": "2020-01-01T00:00:00Z"}, customer={"email": "p@x.com"}),
+            ev(
+                "booked",
+                "future",
+                data={"when": "2027-02-01T08:00:00Z"},
+                customer={"email": "f@x.com"},
+            ),
+            ev(
+                "booked",
+                "past",
+                data={"when": "2020-01-01T00:00:00Z"},
+                customer={"email": "p@x.com"},
+            ),
             ev("booked", "none", data={}, customer={"email": "n@x.com"}),
             ev("booked", "bad", data={"when": 42}, customer={"email": "b@x.com"}),
         ]
@@ -262,14 +278,24 @@ def test_reentry_rules_and_cooldown(proj: Project) -> None:
         )
     day = "2027-01-1{}T12:00:00Z".format
     records = proj.simulate(
-        [ev("go_never", at=day(0), data={"k": "a"}), ev("go_never", at=day(2), data={"k": "a"}),
-         ev("go_never", at=day(3), data={"k": "b"}),
-         ev("go_after", at=day(0)), ev("go_after", at="2027-01-10T18:00:00Z"), ev("go_after", at=day(1)),
-         ev("go_always", at=day(0), data={"k": "p"}), ev("go_always", at=day(0), data={"k": "p"}),
-         ev("go_cool", at=day(0)), ev("go_cool", at="2027-01-12T11:59:59Z"), ev("go_cool", at=day(2))]
+        [
+            ev("go_never", at=day(0), data={"k": "a"}),
+            ev("go_never", at=day(2), data={"k": "a"}),
+            ev("go_never", at=day(3), data={"k": "b"}),
+            ev("go_after", at=day(0)),
+            ev("go_after", at="2027-01-10T18:00:00Z"),
+            ev("go_after", at=day(1)),
+            ev("go_always", at=day(0), data={"k": "p"}),
+            ev("go_always", at=day(0), data={"k": "p"}),
+            ev("go_cool", at=day(0)),
+            ev("go_cool", at="2027-01-12T11:59:59Z"),
+            ev("go_cool", at=day(2)),
+        ]
     )
-    enters = {name: pick(records, "instance", "key", "at", kind="enter", journey=name)
-              for name in ("never", "after", "always", "cool")}
+    enters = {
+        name: pick(records, "instance", "key", "at", kind="enter", journey=name)
+        for name in ("never", "after", "always", "cool")
+    }
     assert enters["never"] == [("never:c1:1", "a", day(0)), ("never:c1:2", "b", day(3))]
     # the timer ending the first instance fires before the event at the same instant
     assert enters["after"] == [("after:c1:1", "c1", day(0)), ("after:c1:2", "c1", day(1))]
@@ -313,7 +339,9 @@ def test_exit_and_goal(proj: Project) -> None:
 
 
 def test_quiet_hours_hold_until_local_end_and_exit_drops_message(proj: Project) -> None:
-    proj.config('timezone: America/Chicago\nquiet_hours: {start: "21:00", end: "09:00", channels: [sms]}\n')
+    proj.config(
+        'timezone: America/Chicago\nquiet_hours: {start: "21:00", end: "09:00", channels: [sms]}\n'
+    )
     proj.journey(
         "ship",
         """
@@ -331,7 +359,12 @@ def test_quiet_hours_hold_until_local_end_and_exit_drops_message(proj: Project) 
     )
     records = proj.simulate(
         [
-            ev("shipped", "n", at="2027-11-07T03:00:00Z", customer={"phone": "+15555550100", "email": "n@x.com"}),
+            ev(
+                "shipped",
+                "n",
+                at="2027-11-07T03:00:00Z",
+                customer={"phone": "+15555550100", "email": "n@x.com"},
+            ),
             ev("shipped", "x", at="2027-11-07T03:00:00Z", customer={"phone": "555-555-0101"}),
             ev("cancelled", "x", at="2027-11-07T05:00:00Z"),
         ]
@@ -359,8 +392,12 @@ def test_message_checks_in_contract_order(proj: Project) -> None:
     )
     records = proj.simulate(
         [
-            {"type": "address_suppressed", "customer_id": "s", "at": T0,
-             "data": {"address": "S@x.com", "reason": "bounce"}},
+            {
+                "type": "address_suppressed",
+                "customer_id": "s",
+                "at": T0,
+                "data": {"address": "S@x.com", "reason": "bounce"},
+            },
             ev("promo", "none"),
             ev("promo", "s", customer={"email": "s@X.com", "email_consent": False}),
             ev("promo", "optout", customer={"email": "o@x.com", "email_consent": False}),
@@ -369,8 +406,11 @@ def test_message_checks_in_contract_order(proj: Project) -> None:
             ev("promo", "render", customer={"email": "r@x.com"}),
         ]
     )
-    got = {r["customer_id"]: (r["status"], r.get("reason")) for r in records
-           if r["kind"] == "message" and r["at"] == T0}
+    got = {
+        r["customer_id"]: (r["status"], r.get("reason"))
+        for r in records
+        if r["kind"] == "message" and r["at"] == T0
+    }
     assert got == {
         "none": ("skipped", "no_address"),
         "s": ("skipped", "suppressed"),
@@ -417,12 +457,21 @@ def test_audience_journey_enters_on_cron_ticks(proj: Project) -> None:
     )
     records = proj.simulate(
         [
-            ev("order_placed", at="2027-01-04T10:00:00Z", data={"total": 5}, customer={"email": "a@x.com"}),
+            ev(
+                "order_placed",
+                at="2027-01-04T10:00:00Z",
+                data={"total": 5},
+                customer={"email": "a@x.com"},
+            ),
             ev("page_viewed", "other", at="2027-02-01T00:00:00Z"),
         ]
     )
     # Mondays 09:00 Berlin (08:00Z); 10 days after Jan 4 is first met on Jan 18
-    assert pick(records, "kind", "at", "key", customer_id="c1")[0] == ("enter", "2027-01-18T08:00:00Z", "lapse-1")
+    assert pick(records, "kind", "at", "key", customer_id="c1")[0] == (
+        "enter",
+        "2027-01-18T08:00:00Z",
+        "lapse-1",
+    )
     assert pick(records, "subject", kind="message") == [("Miss you (schedule)",)]
 
 

@@ -111,10 +111,14 @@ def validate_command(paths: tuple[str, ...], config_path: str | None) -> None:
 
 
 @main.command("simulate")
-@click.option("--events", "events_path", required=True, type=click.Path(), help="JSON Lines events.")
+@click.option(
+    "--events", "events_path", required=True, type=click.Path(), help="JSON Lines events."
+)
 @JOURNEYS_OPTION
 @CONFIG_OPTION
-@click.option("--until", "until", help="Simulate up to this time (inclusive), e.g. 2027-06-10T00:00:00Z.")
+@click.option(
+    "--until", "until", help="Simulate up to this time (inclusive), e.g. 2027-06-10T00:00:00Z."
+)
 def simulate_command(
     events_path: str, journeys_dir: str | None, config_path: str | None, until: str | None
 ) -> None:
@@ -140,8 +144,6 @@ def simulate_command(
     out = sys.stdout.buffer
     out.write(simulate.format_records(records))
     out.flush()
-
-
 
 
 if __name__ == "__main__":  # pragma: no cover
@@ -172,7 +174,9 @@ def test_command(paths: tuple[str, ...], journeys_dir: str | None, config_path: 
         if paths:
             targets = [Path(p) for p in paths]
         else:
-            targets = [d for d in (journeys_dir_path(settings, journeys_dir), Path("tests")) if d.is_dir()]
+            targets = [
+                d for d in (journeys_dir_path(settings, journeys_dir), Path("tests")) if d.is_dir()
+            ]
         files = journey_tests.find_test_files(targets)
         passed = failed = 0
         problems: list[Problem] = []
@@ -210,7 +214,9 @@ def journeys_dir_path(settings: config.Settings, option: str | None) -> Path:
 )
 @JOURNEYS_OPTION
 @CONFIG_OPTION
-def graph_command(journey: str, fmt: str, journeys_dir: str | None, config_path: str | None) -> None:
+def graph_command(
+    journey: str, fmt: str, journeys_dir: str | None, config_path: str | None
+) -> None:
     """Print a journey's compiled state machine as a Mermaid or Graphviz DOT diagram.
 
     JOURNEY is a journey id (looked up in the journeys directory) or a journey file.

@@ -122,7 +122,9 @@ def _resolve(
 
     region = data.get("default_region")
     if region is not None and str(region).upper() not in phonenumbers.SUPPORTED_REGIONS:
-        problem(("default_region",), f"unknown region '{region}' (use a two-letter code such as US)")
+        problem(
+            ("default_region",), f"unknown region '{region}' (use a two-letter code such as US)"
+        )
 
     quiet: QuietHours | None = None
     qh = data.get("quiet_hours")
@@ -163,7 +165,9 @@ def _resolve(
                 loaded = {}
             if not isinstance(loaded, Mapping):
                 problems.append(
-                    Problem(str(catalog_path), 1, 1, "error", "the catalog must map SKUs to records")
+                    Problem(
+                        str(catalog_path), 1, 1, "error", "the catalog must map SKUs to records"
+                    )
                 )
             else:
                 catalog = {str(k): v for k, v in loaded.items()}
@@ -172,7 +176,9 @@ def _resolve(
 
     if problems:
         raise ProblemsError(problems)
-    database = os.environ.get("POSTFLOW_DATABASE_URL") or str(data.get("database", DEFAULT_DATABASE))
+    database = os.environ.get("POSTFLOW_DATABASE_URL") or str(
+        data.get("database", DEFAULT_DATABASE)
+    )
     return Settings(
         path=path,
         base_dir=base_dir,

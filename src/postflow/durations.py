@@ -21,6 +21,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, timezone, tzinfo
 from functools import lru_cache
+from time import gmtime as _gmtime
+from time import strftime as _strftime
 from typing import TypeAlias
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -37,6 +39,7 @@ _UNITS_US = {
 # Past this a timer would land beyond what datetime can print; no journey means it.
 _MAX_DURATION_US = 36_525 * _UNITS_US["d"]
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_YEAR_10000 = 253_402_300_800  # seconds from the epoch to 10000-01-01
 _ONE_US = timedelta(microseconds=1)
 
 ZoneLike: TypeAlias = tzinfo | str
@@ -219,14 +222,24 @@ def parse_instant(text: str) -> int:
         raise DurationError(f"bad timestamp {_q(text)}: {exc}") from None
 
 
+@lru_cache(maxsize=8192)
 def format_instant(us: int) -> str:
-    """Print an instant the one way records show it: UTC, ``Z``, microseconds only if any."""
-    dt = to_datetime(us)
-    text = (
-        f"{dt.year:04d}-{dt.month:02d}-{dt.day:02d}T{dt.hour:02d}:{dt.minute:02d}:{dt.second:02d}"
-    )
-    if dt.microsecond:
-        text += f".{dt.microsecond:06d}"
+    """Print an instant the one way records show it: UTC, ``Z``, microseconds only if any.
+
+    Cached and built on ``time.gmtime``: every record and every event view prints one, and
+    many share an instant.
+    """
+    seconds, micro = divmod(us, US_PER_SECOND)
+    if 0 <= seconds < _YEAR_10000:
+        text = _strftime("%Y-%m-%dT%H:%M:%S", _gmtime(seconds))
+    else:  # before 1970 (%Y would not pad) or unprintable (raises OverflowError)
+        dt = to_datetime(us)
+        text = (
+            f"{dt.year:04d}-{dt.month:02d}-{dt.day:02d}"
+            f"T{dt.hour:02d}:{dt.minute:02d}:{dt.second:02d}"
+        )
+    if micro:
+        text += f".{micro:06d}"
     return text + "Z"
 
 

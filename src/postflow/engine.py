@@ -19,9 +19,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
-import phonenumbers
-
-from postflow import durations, expressions
+from postflow import compliance, durations, expressions
 from postflow.config import Settings
 from postflow.events import SUPPRESSED, UNSUPPRESSED, Event
 from postflow.machine import END, Machine, Step, evaluate_tree
@@ -29,8 +27,6 @@ from postflow.state import ACTIVE, ENDED, CustomerState, Instance
 
 MAX_EMIT_CHAIN = 32
 MAX_STEPS_PER_INPUT = 10_000
-HARD_REASONS = frozenset({"bounce", "dropped", "spamreport", "stop", "manual"})
-MARKETING_REASONS = frozenset({"unsubscribe", "group_unsubscribe"})
 
 
 @dataclass(frozen=True)
@@ -155,49 +151,6 @@ def split_point(journey: str, step: str, customer_id: str) -> float:
     """The contract's deterministic split draw u in [0, 1)."""
     digest = hashlib.sha256(f"{journey}\0{step}\0{customer_id}".encode()).hexdigest()
     return int(digest[:16], 16) / 2**64
-
-
-def normalize_address(address: Any, region: str | None) -> str | None:
-    """Emails lower-cased; phone numbers in E.164 (``region`` reads numbers without ``+``).
-    Anything unreadable is no address."""
-    if not isinstance(address, str):
-        return None
-    text = address.strip()
-    if not text:
-        return None
-    if "@" in text:
-        return text.lower()
-    return _normalize_phone(text, region)
-
-
-def _normalize_phone(text: str, region: str | None) -> str | None:
-    try:
-        number = phonenumbers.parse(text, None if text.startswith("+") else region)
-    except phonenumbers.NumberParseException:
-        return None
-    if not phonenumbers.is_possible_number(number):
-        return None
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-
-
-_phone_cache: dict[tuple[str, str | None], str | None] = {}
-
-
-def normalize_phone(text: Any, region: str | None) -> str | None:
-    if not isinstance(text, str) or not text.strip():
-        return None
-    key = (text, region)
-    if key not in _phone_cache:
-        if len(_phone_cache) > 100_000:
-            _phone_cache.clear()
-        _phone_cache[key] = _normalize_phone(text.strip(), region)
-    return _phone_cache[key]
-
-
-def _truthy(value: Any) -> bool:
-    if isinstance(value, str):
-        return value.strip().lower() in ("true", "yes", "1", "y", "on")
-    return bool(value)
 
 
 def _jsonable(value: Any) -> Any:
@@ -402,14 +355,16 @@ class _Run:
             profile["last_order_at"] = at
 
     def suppression(self, event: Event) -> None:
-        address = normalize_address(event.data.get("address"), self.settings.default_region)
+        address = compliance.normalize_address(
+            event.data.get("address"), self.settings.default_region
+        )
         if address is None:
             return
         remove = event.type == UNSUPPRESSED
         reason = None if remove else str(event.data.get("reason") or "manual")
         self.outcome.suppressions.append(SuppressionChange(address, reason, remove))
         current = self.suppressed_reasons(address)
-        self.overlay[address] = None if remove else current | {reason}  # type: ignore[operator]
+        self.overlay[address] = None if reason is None else current | {reason}
 
     def suppressed_reasons(self, address: str) -> frozenset[str]:
         if address in self.overlay:
@@ -417,7 +372,9 @@ class _Run:
         return self.suppressions.get(address, frozenset())
 
     # -- goals, exits, entry --------------------------------------------------------------
-    def check_goal(self, machine: Machine, inst: Instance, view: dict[str, Any], etype: str) -> None:
+    def check_goal(
+        self, machine: Machine, inst: Instance, view: dict[str, Any], etype: str
+    ) -> None:
         goal = machine.goal
         if goal is None or inst.converted or goal.event != etype:
             return
@@ -431,7 +388,9 @@ class _Run:
         inst.converted = True
         self.record("goal", inst, step=inst.step if inst.status == ACTIVE else None)
 
-    def check_exit(self, machine: Machine, inst: Instance, view: dict[str, Any], etype: str) -> bool:
+    def check_exit(
+        self, machine: Machine, inst: Instance, view: dict[str, Any], etype: str
+    ) -> bool:
         for rule in machine.exits:
             if rule.event != etype:
                 continue
@@ -689,8 +648,15 @@ class _Run:
             body = evaluate_tree(step.json_body, scope) if step.json_body is not None else None
             headers = tuple((k, t(scope)) for k, t in step.headers)
         except expressions.RenderError as exc:
-            self.record("message", inst, step=step.id, channel="webhook", status="failed",
-                        reason="render_error", error=str(exc))
+            self.record(
+                "message",
+                inst,
+                step=step.id,
+                channel="webhook",
+                status="failed",
+                reason="render_error",
+                error=str(exc),
+            )
             return
         self.record("message", inst, step=step.id, channel="webhook", status="sent", to=url)
         self.outcome.messages.append(
@@ -710,57 +676,61 @@ class _Run:
             )
         )
 
-    def message(self, inst: Instance, step: Step) -> None:
-        """Decide one email or SMS: address, suppression, consent, cap, then rendering; the
-        first failure decides the record."""
+    def gate(
+        self, inst: Instance, step: Step, scope: dict[str, Any]
+    ) -> tuple[str | None, str | None, str | None]:
+        """(normalised address, reason it may not be sent or None, error text)."""
         channel = step.kind
         profile = self.state.profile
-        scope = self.scope(inst)
-
-        def skip(reason: str, to: str | None = None, status: str = "skipped", error: str | None = None) -> None:
-            self.record("message", inst, step=step.id, channel=channel, status=status,
-                        reason=reason, error=error, to=to)
-
         raw_to: Any
         if step.to is not None:
             try:
                 raw_to = step.to(scope)
             except expressions.RenderError as exc:
-                skip("render_error", status="failed", error=str(exc))
-                return
+                return None, "render_error", str(exc)
         else:
             raw_to = profile.get("email" if channel == "email" else "phone")
-        region = self.settings.default_region
+        to: str | None
         if channel == "email":
-            to = raw_to.strip().lower() if isinstance(raw_to, str) and "@" in raw_to else None
+            to = compliance.normalize_email(raw_to)
         else:
-            to = normalize_phone(raw_to, region)
+            to = compliance.normalize_phone(raw_to, self.settings.default_region)
         if not to:
-            skip("no_address")
-            return
+            return None, "no_address", None
         marketing = not step.transactional
-        reasons = self.suppressed_reasons(to)
-        if reasons and (not reasons.isdisjoint(HARD_REASONS) or (
-            marketing and not reasons.isdisjoint(MARKETING_REASONS)
-        )):
-            skip("suppressed", to)
-            return
+        if compliance.blocked_by_suppression(self.suppressed_reasons(to), marketing):
+            return to, "suppressed", None
         if marketing:
-            if channel == "email":
-                consent = profile.get("email_consent")
-                if consent is not None and not _truthy(consent):
-                    skip("no_consent", to)
-                    return
-            elif not _truthy(profile.get("sms_consent")):
-                skip("no_consent", to)
-                return
+            if not compliance.has_consent(channel, profile):
+                return to, "no_consent", None
             limit = self.settings.limits.get(channel)
-            if limit is not None:
-                floor = self.now - limit.per
-                used = sum(1 for c, at in self.state.sent if c == channel and floor < at <= self.now)
-                if used >= limit.max:
-                    skip("frequency_cap", to)
-                    return
+            if limit is not None and compliance.over_cap(
+                self.state.sent, channel, limit.max, limit.per, self.now
+            ):
+                return to, "frequency_cap", None
+        return to, None, None
+
+    def message(self, inst: Instance, step: Step) -> None:
+        """Decide one email or SMS: address, suppression, consent, cap, then rendering; the
+        first failure decides the record."""
+        channel = step.kind
+        scope = self.scope(inst)
+        to, reason, error = self.gate(inst, step, scope)
+        if reason is not None:
+            status = "failed" if reason == "render_error" else "skipped"
+            self.record(
+                "message",
+                inst,
+                step=step.id,
+                channel=channel,
+                status=status,
+                reason=reason,
+                error=error,
+                to=to,
+            )
+            return
+        assert to is not None
+        marketing = not step.transactional
         try:
             subject = step.subject(scope) if step.subject is not None else None
             data = None
@@ -770,11 +740,28 @@ class _Run:
             text = step.text(scope) if step.text is not None else None
             html = step.html(scope) if step.html is not None else None
         except expressions.RenderError as exc:
-            skip("render_error", to, status="failed", error=str(exc))
+            self.record(
+                "message",
+                inst,
+                step=step.id,
+                channel=channel,
+                status="failed",
+                reason="render_error",
+                error=str(exc),
+                to=to,
+            )
             return
         body = text if text is not None else html
-        self.record("message", inst, step=step.id, channel=channel, status="sent", to=to,
-                    subject=subject, body=body)
+        self.record(
+            "message",
+            inst,
+            step=step.id,
+            channel=channel,
+            status="sent",
+            to=to,
+            subject=subject,
+            body=body,
+        )
         if marketing and self.settings.limits:
             self.state.sent.append((channel, self.now))
         self.outcome.messages.append(

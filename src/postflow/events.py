@@ -100,7 +100,9 @@ def parse_event(obj: Any, *, default_at: int | None = None) -> Event:
     if obj["type"] in (SUPPRESSED, UNSUPPRESSED):
         address = data.get("address")
         if not isinstance(address, str) or not address.strip():
-            raise EventError(f"{obj['type']} needs data.address (an email or a phone)", "data.address")
+            raise EventError(
+                f"{obj['type']} needs data.address (an email or a phone)", "data.address"
+            )
     return Event(
         type=obj["type"],
         customer_id=obj["customer_id"],
@@ -120,7 +122,9 @@ def iter_jsonl(text: str, path: str) -> Iterator[tuple[int, Any]]:
         try:
             yield number, orjson.loads(line)
         except orjson.JSONDecodeError as exc:
-            raise ProblemsError([Problem(path, number, 1, "error", f"not valid JSON: {exc}")]) from None
+            raise ProblemsError(
+                [Problem(path, number, 1, "error", f"not valid JSON: {exc}")]
+            ) from None
 
 
 def read_events(
@@ -135,7 +139,9 @@ def read_events(
         except FileNotFoundError:
             raise ProblemsError([Problem(name, 1, 1, "error", "events file not found")]) from None
         except (OSError, UnicodeDecodeError) as exc:
-            raise ProblemsError([Problem(name, 1, 1, "error", f"cannot read events: {exc}")]) from None
+            raise ProblemsError(
+                [Problem(name, 1, 1, "error", f"cannot read events: {exc}")]
+            ) from None
     events: list[Event] = []
     problems: list[Problem] = []
     for number, line in enumerate(text.splitlines(), 1):

@@ -165,7 +165,11 @@ def run_case(
     matched: set[int] = set()
     for j, expect in enumerate(expects):
         found = next(
-            (k for k in range(position, len(records)) if _matches(expect, records[k], expect_at[j])),
+            (
+                k
+                for k in range(position, len(records))
+                if _matches(expect, records[k], expect_at[j])
+            ),
             None,
         )
         if found is None:
@@ -174,14 +178,14 @@ def run_case(
             shown = dict(expect)
             if expect_at[j] is not None:
                 shown["at"] = durations.format_instant(expect_at[j])  # type: ignore[arg-type]
-            result.detail.append(
-                f"expected (line {line}): {orjson.dumps(shown).decode()}"
-            )
+            result.detail.append(f"expected (line {line}): {orjson.dumps(shown).decode()}")
             window = records[max(position - CONTEXT, 0) : position + CONTEXT * 2]
             if not records:
                 result.detail.append("no records were produced")
             elif position >= len(records):
-                result.detail.append("after the previous match there are no more records; last ones:")
+                result.detail.append(
+                    "after the previous match there are no more records; last ones:"
+                )
                 window = records[-CONTEXT * 2 :]
             else:
                 result.detail.append("records around the place it should be:")
@@ -190,9 +194,7 @@ def run_case(
         matched.add(found)
         position = found + 1
     if case.get("no_other_messages"):
-        extra = [
-            r for k, r in enumerate(records) if r["kind"] == "message" and k not in matched
-        ]
+        extra = [r for k, r in enumerate(records) if r["kind"] == "message" and k not in matched]
         if extra:
             result.passed = False
             result.detail.append(f"{len(extra)} message record(s) not matched by `expect`:")
@@ -200,9 +202,7 @@ def run_case(
     return result
 
 
-def run_file(
-    path: Path, config_path: str | None, journeys_dir: str | None
-) -> list[CaseResult]:
+def run_file(path: Path, config_path: str | None, journeys_dir: str | None) -> list[CaseResult]:
     """Run every case of one test file. Raises ProblemsError for a malformed file."""
     doc = loader.load_yaml(path)
     if not isinstance(doc.data, dict):
@@ -210,15 +210,18 @@ def run_file(
     problems = loader.schema_problems(doc, "testfile")
     if problems:
         raise ProblemsError(problems)
-    settings = config.load_settings(
-        config_path, overrides=doc.data.get("config") or None
-    )
+    settings = config.load_settings(config_path, overrides=doc.data.get("config") or None)
     directory = Path(journeys_dir) if journeys_dir else settings.journeys
-    machines = project.require_journeys([directory] if directory.exists() else [], settings.templates)
+    machines = project.require_journeys(
+        [directory] if directory.exists() else [], settings.templates
+    )
     wanted = doc.data.get("journeys")
     if wanted is not None:
         unknown = [
-            doc.problem(("journeys", i), f"unknown journey '{jid}' (known: {', '.join(sorted(machines)) or 'none'})")
+            doc.problem(
+                ("journeys", i),
+                f"unknown journey '{jid}' (known: {', '.join(sorted(machines)) or 'none'})",
+            )
             for i, jid in enumerate(wanted)
             if jid not in machines
         ]

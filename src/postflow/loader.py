@@ -4,10 +4,10 @@ Every file a user writes (journeys, ``postflow.yaml``, ``*.test.yaml``) is read 
 mistake is reported as ``FILE:LINE:COL: error: MESSAGE`` at the key or value that is wrong, in
 words a marketer can act on ("unknown key 'stpes' (did you mean 'steps'?)") instead of
 jsonschema's raw text. Positions come from walking ``yaml.compose()`` nodes with SafeLoader
-semantics. Schemas are bundled in ``postflow/schemas``; annotations in them (``x-error``,
-``x-name``, ``x-label``, ``x-none``, ``x-many``) word the messages, so the rules and their
-wording live side by side. Events (JSON, no YAML) use :func:`explain`: same messages, keyed by
-JSON path.
+semantics. The bundled schemas (``postflow/schemas``) carry annotations (``x-error``,
+``x-name``, ``x-label``, ``x-none``, ``x-many``) that word the messages, so each rule and its
+wording live side by side. Events (JSON, no YAML) use :func:`explain`: the same messages,
+keyed by JSON path.
 """
 
 from __future__ import annotations
@@ -45,11 +45,11 @@ _HINTS = (
 
 @dataclass
 class _Pos:
-    """Where a value starts; for mappings where each key starts; the children's positions."""
+    """Where a value starts; for a mapping, where each key starts; the children's positions."""
 
     line: int
     col: int
-    text: str | None = None  # source of a plain scalar, for "quote it" hints
+    text: str | None = None  # source of a plain scalar YAML read as a non-string ("21:00")
     keys: dict[str, tuple[int, int]] = field(default_factory=dict)
     kids: dict[str | int, _Pos] = field(default_factory=dict)
 
@@ -72,21 +72,20 @@ class Document:
         return node, depth
 
     def where(self, path: Path) -> tuple[int, int]:
-        """(line, col), 1-based, of the value at ``path`` (else of its nearest located ancestor)."""
+        """(line, col), 1-based, of the value at ``path``, else of its nearest located ancestor."""
         node, _ = self._walk(tuple(path))
         return (node.line, node.col) if node is not None else (1, 1)
 
     def where_key(self, path: Path) -> tuple[int, int]:
-        """(line, col) of the mapping key that is the last element of ``path``."""
+        """(line, col) of the mapping key that ends ``path`` (else :meth:`where`)."""
         path = tuple(path)
-        if path and isinstance(path[-1], str):
-            parent, depth = self._walk(path[:-1])
-            if parent is not None and depth == len(path) - 1 and path[-1] in parent.keys:
-                return parent.keys[path[-1]]
+        parent, depth = self._walk(path[:-1])
+        if path and parent is not None and depth == len(path) - 1 and path[-1] in parent.keys:
+            return parent.keys[str(path[-1])]
         return self.where(path)
 
     def source(self, path: Path) -> str | None:
-        """The source text of a plain scalar that YAML read as a non-string (``21:00``, ``yes``)."""
+        """The source of a plain scalar that YAML read as a non-string (``21:00``, ``yes``)."""
         node, depth = self._walk(tuple(path))
         return node.text if node is not None and depth == len(path) else None
 
@@ -103,36 +102,31 @@ def load_yaml(path: str | os.PathLike[str]) -> Document:
     try:
         with open(name, "rb") as f:
             raw = f.read()
+        text = raw.decode("utf-8")
     except OSError as e:
         raise ProblemsError([Problem(name, 1, 1, "error", f"cannot read: {e.strerror}")]) from None
-    try:
-        text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
         before = raw[: e.start].decode("utf-8")
-        line, col = _line_col(before, len(before))
         message = f"not UTF-8 (byte 0x{raw[e.start]:02x}): save the file as UTF-8"
-        raise ProblemsError([Problem(name, line, col, "error", message)]) from None
+        raise ProblemsError([_problem(name, before, len(before), message)]) from None
     return load_yaml_text(text, name)
 
 
 def load_yaml_text(text: str, path: str) -> Document:
-    """Parse YAML text (one document); ``path`` names it in messages."""
+    """Parse YAML text holding one document; ``path`` names it in messages."""
     try:
         loader = yaml.SafeLoader(text)
     except ReaderError as e:  # raised at once for str input: a control character
         message = f"unacceptable character #x{e.character:04x}: special characters are not allowed"
-        raise ProblemsError(
-            [Problem(path, *_line_col(text, e.position), "error", message)]
-        ) from None
+        raise ProblemsError([_problem(path, text, e.position, message)]) from None
     try:
-        try:
-            node = loader.get_single_node()
-        except yaml.MarkedYAMLError as e:
-            raise ProblemsError([_syntax_problem(path, e)]) from None
-        if node is None:
+        node = loader.get_single_node()
+        if node is None or node.tag == _TAG + "null" and node.value == "":  # nothing, or "---"
             raise ProblemsError([Problem(path, 1, 1, "error", "empty file: expected a mapping")])
         builder = _Builder(path, loader)
         data, root = builder.build(node)
+    except yaml.MarkedYAMLError as e:
+        raise ProblemsError([_syntax_problem(path, e)]) from None
     finally:
         loader.dispose()
     if builder.problems:
@@ -140,9 +134,10 @@ def load_yaml_text(text: str, path: str) -> Document:
     return Document(path, data, root)
 
 
-def _line_col(text: str, index: int) -> tuple[int, int]:
+def _problem(path: str, text: str, index: int, message: str) -> Problem:
     before = text[:index]
-    return before.count("\n") + 1, len(before) - before.rfind("\n")
+    line, col = before.count("\n") + 1, len(before) - before.rfind("\n")
+    return Problem(path, line, col, "error", message)
 
 
 def _syntax_problem(path: str, e: yaml.MarkedYAMLError) -> Problem:
@@ -160,6 +155,9 @@ def _syntax_problem(path: str, e: yaml.MarkedYAMLError) -> Problem:
     return Problem(path, line, col, "error", f"YAML syntax error: {message}{hint}")
 
 
+_Entry = tuple[Any, tuple[int, int], _Pos]  # a mapping entry: value, key position, value position
+
+
 class _Builder:
     """Turns composed nodes into plain data plus a parallel tree of positions."""
 
@@ -169,84 +167,66 @@ class _Builder:
         self.done: dict[int, tuple[Any, _Pos]] = {}  # aliases share one result (no blow-up)
         self.active: set[int] = set()
 
-    def error(self, mark: yaml.Mark, message: str) -> None:
+    def error(self, mark: Any, message: str) -> None:
         self.problems.append(Problem(self.file, mark.line + 1, mark.column + 1, "error", message))
 
     def build(self, node: yaml.Node) -> tuple[Any, _Pos]:
-        key = id(node)
+        key, mark = id(node), node.start_mark
         if key in self.done:
             return self.done[key]
-        pos = _Pos(node.start_mark.line + 1, node.start_mark.column + 1)
+        pos = _Pos(mark.line + 1, mark.column + 1)
         if key in self.active:
-            self.error(node.start_mark, "recursive alias: an anchor cannot contain itself")
+            self.error(mark, "recursive alias: an anchor cannot contain itself")
             return None, pos
         self.active.add(key)
-        try:
-            if isinstance(node, yaml.MappingNode):
-                result = self.mapping(node, pos), pos
-            elif isinstance(node, yaml.SequenceNode):
-                self.check_tag(node, "seq")
-                items = []
-                for i, child in enumerate(node.value):
-                    value, pos.kids[i] = self.build(child)
-                    items.append(value)
-                result = items, pos
-            else:
-                result = self.scalar(node, pos), pos
-        finally:
-            self.active.discard(key)
-        self.done[key] = result
-        return result
-
-    def check_tag(self, node: yaml.Node, kind: str) -> None:
-        if node.tag != _TAG + kind:
-            self.error(node.start_mark, f"unsupported YAML tag {node.tag!r}")
-
-    def scalar(self, node: yaml.Node, pos: _Pos) -> Any:
-        if node.tag in _AS_TEXT:
-            return node.value
-        if node.tag in _CONSTRUCTED:
+        value: Any = node.value
+        if isinstance(node, yaml.MappingNode):
+            self.check_tag(node, {_TAG + "map"})
+            value = self.mapping(node, pos)
+        elif isinstance(node, yaml.SequenceNode):
+            self.check_tag(node, {_TAG + "seq"})
+            built = [self.build(child) for child in node.value]
+            value, pos.kids = [v for v, _ in built], {i: p for i, (_, p) in enumerate(built)}
+        elif self.check_tag(node, _AS_TEXT | _CONSTRUCTED) and node.tag in _CONSTRUCTED:
             try:
                 value = self.loader.construct_object(node)
-            except (ValueError, yaml.YAMLError):
-                self.error(node.start_mark, f"cannot read {node.value!r} as {node.tag}")
-                return node.value
-            if node.style is None and node.value:
-                pos.text = node.value
-            return value
-        self.error(node.start_mark, f"unsupported YAML tag {node.tag!r}")
-        return node.value
+            except ValueError:  # an explicit tag on a wrong value: !!int abc
+                self.error(mark, f"cannot read {node.value!r} as {node.tag.replace(_TAG, '!!')}")
+            pos.text = node.value if getattr(node, "style", None) is None and node.value else None
+        self.active.discard(key)
+        self.done[key] = value, pos
+        return value, pos
+
+    def check_tag(self, node: yaml.Node, allowed: set[str]) -> bool:
+        if node.tag not in allowed:
+            self.error(node.start_mark, f"unsupported YAML tag {node.tag!r}")
+        return node.tag in allowed
 
     def mapping(self, node: yaml.MappingNode, pos: _Pos) -> dict[str, Any]:
-        self.check_tag(node, "map")
-        own: dict[str, tuple[Any, tuple[int, int], _Pos]] = {}
-        merged: dict[str, tuple[Any, tuple[int, int], _Pos]] = {}
-        first: dict[str, int] = {}
+        own: dict[str, _Entry] = {}
+        merged: dict[str, _Entry] = {}
         for key_node, value_node in node.value:
+            mark = key_node.start_mark
             if key_node.tag == _TAG + "merge":
                 for k, entry in self.merge_source(value_node).items():
                     merged.setdefault(k, entry)
-                continue
-            if not isinstance(key_node, yaml.ScalarNode):
-                self.error(key_node.start_mark, "a key must be a plain name, not a list or mapping")
-                continue
-            key, mark = key_node.value, key_node.start_mark
-            if key in first:
-                self.error(mark, f"duplicate key '{key}' (first at line {first[key]})")
-                continue
-            first[key] = mark.line + 1
-            value, value_pos = self.build(value_node)
-            own[key] = (value, (mark.line + 1, mark.column + 1), value_pos)
+            elif not isinstance(key_node, yaml.ScalarNode):
+                self.error(mark, "a key must be a plain name, not a list or mapping")
+            elif key_node.value in own:
+                first = own[key_node.value][1][0]
+                self.error(mark, f"duplicate key '{key_node.value}' (first at line {first})")
+            else:
+                value, value_pos = self.build(value_node)
+                own[key_node.value] = (value, (mark.line + 1, mark.column + 1), value_pos)
         data: dict[str, Any] = {}
-        for k, (value, key_pos, value_pos) in (merged | own).items():
+        for k, (value, key_pos, value_pos) in (merged | own).items():  # own keys win, YAML 1.1
             data[k], pos.keys[k], pos.kids[k] = value, key_pos, value_pos
         return data
 
-    def merge_source(self, node: yaml.Node) -> dict[str, tuple[Any, tuple[int, int], _Pos]]:
-        """The entries a ``<<:`` merge brings in (earlier sources win, as in YAML 1.1)."""
-        sources = node.value if isinstance(node, yaml.SequenceNode) else [node]
-        out: dict[str, tuple[Any, tuple[int, int], _Pos]] = {}
-        for source in sources:
+    def merge_source(self, node: yaml.Node) -> dict[str, _Entry]:
+        """The entries a ``<<:`` merge brings in (earlier sources win)."""
+        out: dict[str, _Entry] = {}
+        for source in node.value if isinstance(node, yaml.SequenceNode) else [node]:
             if not isinstance(source, yaml.MappingNode):
                 self.error(source.start_mark, "'<<' merges a mapping or a list of mappings")
                 continue
@@ -261,7 +241,7 @@ class _Builder:
 
 @functools.cache
 def load_schema(name: str) -> dict[str, Any]:
-    """A bundled schema by name (journey, event, config, testfile); cached, do not mutate."""
+    """A bundled schema by name (journey, event, config, testfile); cached: do not mutate."""
     if name not in SCHEMAS:
         raise ValueError(f"unknown schema {name!r} (known: {', '.join(SCHEMAS)})")
     text = (resources.files("postflow") / "schemas" / f"{name}.schema.json").read_text("utf-8")
@@ -271,23 +251,18 @@ def load_schema(name: str) -> dict[str, Any]:
 
 @functools.cache
 def _registry() -> tuple[Registry[Any], dict[int, str]]:
-    """All bundled schemas by $id, and the base URI of every subschema (to resolve its $refs)."""
+    """All bundled schemas by $id, and the base URI of every subschema (to follow its $refs)."""
     base: dict[int, str] = {}
 
     def index(node: Any, uri: str) -> None:
-        if isinstance(node, dict):
+        if isinstance(node, dict | list):
             base[id(node)] = uri
-            for child in node.values():
-                index(child, uri)
-        elif isinstance(node, list):
-            for child in node:
+            for child in node.values() if isinstance(node, dict) else node:
                 index(child, uri)
 
-    pairs = []
     for name in SCHEMAS:
-        schema = load_schema(name)
-        index(schema, schema["$id"])
-        pairs.append((schema["$id"], Resource.from_contents(schema)))
+        index(load_schema(name), load_schema(name)["$id"])
+    pairs = [(load_schema(n)["$id"], Resource.from_contents(load_schema(n))) for n in SCHEMAS]
     return Registry().with_resources(pairs), base
 
 
@@ -298,15 +273,12 @@ def _validator(name: str) -> Draft202012Validator:
 
 def _resolve(schema: Any) -> dict[str, Any]:
     """A subschema with its $ref followed (sibling keywords such as description win)."""
-    if not isinstance(schema, dict):
-        return {}
-    ref = schema.get("$ref")
-    if not isinstance(ref, str):
-        return schema
+    if not isinstance(schema, dict) or not isinstance(schema.get("$ref"), str):
+        return schema if isinstance(schema, dict) else {}
     registry, base = _registry()
     try:
-        target = registry.resolver(base_uri=base.get(id(schema), "")).lookup(ref).contents
-    except Exception:  # noqa: BLE001 - a ref we cannot follow only costs message quality
+        target = registry.resolver(base.get(id(schema), "")).lookup(schema["$ref"]).contents
+    except Exception:  # a $ref we cannot follow only costs message quality
         return schema
     return {**_resolve(target), **{k: v for k, v in schema.items() if k != "$ref"}}
 
@@ -325,19 +297,30 @@ def schema_problems(doc: Document, schema: str, *, subpath: Path = ()) -> list[P
 
 def explain(instance: Any, schema: str) -> list[tuple[Path, str]]:
     """The same messages as :func:`schema_problems`, by JSON path (for events: no YAML)."""
-    found = _Explainer(schema, (), None).run(instance)
-    return sorted({(p, t) for p, _, t in found}, key=lambda pt: ([_order(x) for x in pt[0]], pt[1]))
+    found = {(path, text) for path, _, text in _Explainer(schema, (), None).run(instance)}
+    return sorted(found, key=lambda pt: ([(isinstance(x, str), x) for x in pt[0]], pt[1]))
 
 
-def _order(part: str | int) -> tuple[bool, str | int]:
-    return isinstance(part, str), part
-
-
-# ------------------------------------------------------------------------ messages
+# ------------------------------------------------------------------------------ messages
 
 _TYPE, _SHAPE, _VALUE = 0, 1, 2  # at one place: a type error says it all; one value error
 _WORDS = {"object": "a mapping", "array": "a list", "string": "a string", "integer": "an integer"}
 _WORDS |= {"number": "a number", "boolean": "a boolean", "null": "null"}
+_GENERIC: dict[str, str | tuple[str, str]] = {  # a pair: (when the limit is 1, otherwise)
+    "enum": "{plain} must be one of {options} (got {got})",
+    "const": "{name} must be {want}",
+    "pattern": "{name} {got} does not match the pattern {v}",
+    "format": "{name} {got} is not a valid {v}",
+    "minLength": ("{name} must not be empty", "{name} must be at least {v} characters"),
+    "maxLength": "{name} must be at most {v} characters",
+    "minItems": ("{name} must not be empty", "{name} needs at least {v} items"),
+    "maxItems": "{name} may have at most {v} items",
+    "minProperties": ("{name} must not be empty", "{name} needs at least {v} keys"),
+    "minimum": "{name} must be at least {v} (got {got})",
+    "exclusiveMinimum": "{name} must be greater than {v} (got {got})",
+    "maximum": "{name} must be at most {v} (got {got})",
+    "exclusiveMaximum": "{name} must be less than {v} (got {got})",
+}
 
 
 @dataclass(frozen=True)
@@ -354,19 +337,20 @@ class _Msg:
 def _a(value: Any) -> str:
     if value is None or isinstance(value, bool):
         return "null" if value is None else "a boolean"
-    names = {int: "an integer", float: "a number", str: "a string", dict: "a mapping"}
-    return names.get(type(value), "a list")
+    return {int: "an integer", float: "a number", str: "a string", dict: "a mapping"}.get(
+        type(value), "a list"
+    )
 
 
 def _join(words: list[str], last: str = "or") -> str:
-    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} {last} {words[-1]}"
+    return ", ".join(words[:-1]) + f" {last} " + words[-1] if len(words) > 1 else "".join(words)
 
 
 def _show(value: Any) -> str:
     return f"'{value}'" if isinstance(value, str) else json.dumps(value, default=str)
 
 
-def _fmt(template: str, **values: Any) -> str:
+def _fmt(template: str, /, **values: Any) -> str:
     try:
         return template.format(**values)
     except (KeyError, IndexError, ValueError, AttributeError):
@@ -376,19 +360,9 @@ def _fmt(template: str, **values: Any) -> str:
 def _name(path: Path, root: str, quoted: bool = True) -> str:
     if not path:
         return root
-    last = path[-1]
-    if isinstance(last, int):
-        return f"{_name(path[:-1], root, quoted=False)}[{last}]"
-    return f"'{last}'" if quoted else last
-
-
-@dataclass(frozen=True)
-class _Branch:
-    """The chosen branch of a oneOf at ``path``: keys of the other branches clash with ``anchor``."""
-
-    path: Path
-    others: frozenset[str]
-    anchor: str
+    if isinstance(path[-1], int):
+        return f"{_name(path[:-1], root, quoted=False)}[{path[-1]}]"
+    return f"'{path[-1]}'" if quoted else path[-1]
 
 
 class _Explainer:
@@ -398,32 +372,34 @@ class _Explainer:
         self.prefix, self.source = prefix, source
 
     def run(self, instance: Any) -> list[tuple[Path, bool, str]]:
-        msgs = [m for e in self.validator.iter_errors(instance) for m in self.error(e, None)]
-        return _prune(msgs)
+        return _prune([m for e in self.validator.iter_errors(instance) for m in self.error(e)])
 
-    def error(self, e: ValidationError, branch: _Branch | None) -> Iterator[_Msg]:
+    def error(
+        self, e: ValidationError, clash: tuple[Path, set[str], str] | None = None
+    ) -> Iterator[_Msg]:
+        """Messages for one jsonschema error; ``clash``: (where, keys, anchor) of a oneOf."""
         path: Path = self.prefix + tuple(e.absolute_path)
         kw, value, inst = e.validator, e.validator_value, e.instance
         schema = e.schema if isinstance(e.schema, dict) else {}
-        name = _name(path, self.root)
-        custom = schema.get("x-error")
-        rel = list(e.relative_schema_path)
-        if len(rel) >= 2 and rel[-2] == "propertyNames":
+        name, custom = _name(path, self.root), schema.get("x-error")
+        if list(e.relative_schema_path)[-2:-1] == ["propertyNames"]:
             text = _fmt(custom, value=inst, name=f"'{inst}'") if custom else f"bad key '{inst}'"
             yield _Msg(path + (inst,), True, text, _VALUE)
         elif kw == "type":
             yield _Msg(path, False, self.type_text(path, name, value, inst), _TYPE)
         elif kw == "required":
-            for k in value:
-                if k not in inst:
-                    yield _Msg(path, False, f"missing required key '{k}'", _SHAPE, (k,), k)
-        elif kw == "dependentRequired":
-            for k, deps in value.items():
-                for d in (d for d in deps if k in inst and d not in inst):
-                    text = f"missing required key '{d}' (needed with '{k}')"
-                    yield _Msg(path, False, text, _SHAPE, (d,))
+            for k in (k for k in value if k not in inst):
+                yield _Msg(path, False, f"missing required key '{k}'", _SHAPE, (k,), k)
         elif kw == "additionalProperties":
-            yield from self.unknown(path, schema, inst, branch)
+            allowed, patterns = list(schema.get("properties", {})), schema.get("patternProperties")
+            for key in inst:
+                if key in allowed or any(re.search(p, key) for p in patterns or ()):
+                    continue
+                if clash and clash[0] == path and key in clash[1]:
+                    text = f"'{key}' cannot be combined with '{clash[2]}'"
+                    yield _Msg(path + (key,), True, text, _SHAPE)
+                else:
+                    yield _unknown_key(path, key, allowed, inst)
         elif kw in ("oneOf", "anyOf"):
             yield from self.choice(e, path, name, schema, inst)
         elif isinstance(custom, str):
@@ -436,70 +412,40 @@ class _Explainer:
         want = _join([_WORDS.get(t, t) for t in types])
         if inst is None:
             return f"{name} must be {want}, but it has no value"
-        text = f"{name} must be {want}, not {_a(inst)}"
         src = self.source(path) if self.source else None
-        if "string" in types and src and src != str(inst):
-            text += f' (YAML reads {src} as {_a(inst)}: write "{src}")'
-        return text
-
-    def unknown(
-        self, path: Path, schema: dict[str, Any], inst: Any, branch: _Branch | None
-    ) -> Iterator[_Msg]:
-        allowed = list(schema.get("properties", {}))
-        patterns = list(schema.get("patternProperties", {}))
-        for key in inst:
-            if key in allowed or any(re.search(p, key) for p in patterns):
-                continue
-            if branch is not None and branch.path == path and key in branch.others:
-                yield _Msg(
-                    path + (key,),
-                    True,
-                    f"'{key}' cannot be combined with '{branch.anchor}'",
-                    _SHAPE,
-                )
-            else:
-                yield _unknown_key(path, key, allowed, inst)
+        hint = f' (YAML reads {src} as {_a(inst)}: write "{src}")'
+        return f"{name} must be {want}, not {_a(inst)}" + (
+            hint if "string" in types and src and src != str(inst) else ""
+        )
 
     def choice(
         self, e: ValidationError, path: Path, name: str, schema: dict[str, Any], inst: Any
     ) -> Iterator[_Msg]:
         keys = _key_choice(e.validator_value)
-        if keys is not None:  # "exactly one of these keys" (on a non-mapping: a type error)
-            if not isinstance(inst, dict):
-                return
-            present = [k for k in inst if k in keys]
-            label = self.label(schema, inst, name)
-            found = [k for k in keys if k in inst]
-            args = dict(name=label, keys=", ".join(keys), found=", ".join(found), count=len(found))
-            args["found_and"] = _join(found, "and") if found else ""
-            if not present:
-                text = _fmt(schema.get("x-none", "{name} needs one of {keys}"), **args)
-                yield _Msg(path, False, text, _SHAPE, tuple(keys))
-            else:
-                text = _fmt(schema.get("x-many", "{name} has {found}: use only one"), **args)
-                yield _Msg(path + (present[-1],), True, text, _SHAPE)
+        if keys is not None:  # "exactly one of these keys"; a non-mapping has a type error
+            if isinstance(inst, dict):
+                yield self.one_key(path, name, schema, inst, keys)
             return
         branches = [_resolve(b) for b in e.validator_value]
         fits = [i for i, b in enumerate(branches) if _type_fits(inst, b)]
         errors = {i: [c for c in e.context if c.relative_schema_path[0] == i] for i in fits}
 
-        def score(i: int) -> tuple[int, int, int]:
+        def score(i: int) -> tuple[int, int, int]:  # how well a mapping fits branch i
             b = branches[i]
             required = sum(k in inst for k in b.get("required", []))
             return required, sum(k in inst for k in b.get("properties", {})), -len(errors[i])
 
-        chosen: int | None = fits[0] if len(fits) == 1 else None
+        chosen = fits[0] if len(fits) == 1 else None
         if len(fits) > 1 and isinstance(inst, dict):
             best = max(fits, key=score)
             chosen = best if score(best)[:2] != (0, 0) else None
-        if chosen is not None and errors[chosen]:
+        if chosen is not None and errors[chosen]:  # report the errors of the branch meant
             mine = branches[chosen]
             anchor = next((k for k in mine.get("required", []) if k in inst), None)
             others = {k for b in branches for k in b.get("properties", {})}
-            others -= set(mine.get("properties", {}))
-            ctx = _Branch(path, frozenset(others), anchor) if anchor else None
+            clash = (path, others - set(mine.get("properties", {})), anchor) if anchor else None
             for sub in errors[chosen]:
-                yield from self.error(sub, ctx)
+                yield from self.error(sub, clash)
             return
         if isinstance(inst, dict):  # no branch fits: typos first, they explain the rest
             union = list(dict.fromkeys(k for b in branches for k in b.get("properties", {})))
@@ -514,81 +460,68 @@ class _Explainer:
         text = f"{name} must be {_join([f for f in forms if f])}"
         yield _Msg(path, False, text + ("" if fits else f", not {_a(inst)}"), _VALUE)
 
-    def label(self, schema: dict[str, Any], inst: Any, name: str) -> str:
-        template = schema.get("x-label")
-        if isinstance(template, str) and isinstance(inst, dict):
-            label = _fmt(template, **{k: v for k, v in inst.items() if isinstance(k, str)})
-            if label != template:
-                return label
-        return name
+    def one_key(
+        self, path: Path, name: str, schema: dict[str, Any], inst: dict[str, Any], keys: list[str]
+    ) -> _Msg:
+        """A mapping that needs exactly one of ``keys`` has none or several (x-none, x-many)."""
+        template = str(schema.get("x-label", ""))
+        label = _fmt(template, **inst)
+        found = [k for k in keys if k in inst]
+        args: dict[str, Any] = dict(name=label if template and label != template else name)
+        args |= dict(keys=", ".join(keys), found=", ".join(found), count=len(found))
+        args["found_and"] = _join(found, "and")
+        if not found:
+            text = _fmt(schema.get("x-none", "{name} needs one of {keys}"), **args)
+            return _Msg(path, False, text, _SHAPE, tuple(keys))
+        last = [k for k in inst if k in keys][-1]
+        text = _fmt(schema.get("x-many", "{name} has {found_and}: use only one"), **args)
+        return _Msg(path + (last,), True, text, _SHAPE)
 
     def generic(self, e: ValidationError, path: Path, name: str) -> _Msg:
         kw, v, inst = e.validator, e.validator_value, e.instance
         plain = _name(path, self.root, quoted=False)
-        empty = f"{name} must not be empty"
-        texts: dict[str | None, Callable[[], str]] = {
-            "enum": lambda: f"{plain} must be one of {', '.join(map(str, v))} (got {_show(inst)})",
-            "const": lambda: f"{name} must be {_show(v)}",
-            "pattern": lambda: f"{name} {_show(inst)} does not match the pattern {v}",
-            "format": lambda: f"{name} {_show(inst)} is not a valid {v}",
-            "minLength": lambda: empty if v == 1 else f"{name} must be at least {v} characters",
-            "maxLength": lambda: f"{name} must be at most {v} characters",
-            "minItems": lambda: empty if v == 1 else f"{name} needs at least {v} items",
-            "maxItems": lambda: f"{name} may have at most {v} items",
-            "minProperties": lambda: empty if v == 1 else f"{name} needs at least {v} keys",
-            "minimum": lambda: f"{name} must be at least {v} (got {_show(inst)})",
-            "exclusiveMinimum": lambda: f"{name} must be greater than {v} (got {_show(inst)})",
-            "maximum": lambda: f"{name} must be at most {v} (got {_show(inst)})",
-            "exclusiveMaximum": lambda: f"{name} must be less than {v} (got {_show(inst)})",
-        }
         if kw == "uniqueItems":
-            seen: list[Any] = []
-            for i, item in enumerate(inst):
-                if item in seen:
-                    return _Msg(path + (i,), False, f"{plain} lists {_show(item)} twice", _VALUE)
-                seen.append(item)
-        if kw in (None, "not", "false"):
-            return _Msg(
-                path,
-                bool(path) and isinstance(path[-1], str),
-                f"{name} is not allowed here",
-                _VALUE,
-            )
-        text = texts[kw]() if kw in texts else f"{name}: {e.message}"
-        return _Msg(path, False, text, _VALUE)
+            i = next((i for i, item in enumerate(inst) if item in inst[:i]), 0)
+            return _Msg(path + (i,), False, f"{plain} lists {_show(inst[i])} twice", _VALUE)
+        if kw in (None, "not"):  # a false schema: this key may not be here
+            at_key = bool(path) and isinstance(path[-1], str)
+            return _Msg(path, at_key, f"{name} is not allowed here", _VALUE)
+        template = _GENERIC.get(str(kw), "{name}: {message}")
+        if isinstance(template, tuple):
+            template = template[v != 1]
+        options = ", ".join(map(str, v)) if kw == "enum" else ""
+        values = dict(name=name, plain=plain, v=v, got=_show(inst), want=_show(v))
+        return _Msg(
+            path, False, template.format(options=options, message=e.message, **values), _VALUE
+        )
 
 
 def _unknown_key(path: Path, key: str, allowed: list[str], inst: dict[str, Any]) -> _Msg:
     close = difflib.get_close_matches(key, [a for a in allowed if a not in inst], n=1, cutoff=0.6)
     if close:
         text = f"unknown key '{key}' (did you mean '{close[0]}'?)"
-    elif allowed:
-        text = f"unknown key '{key}' (allowed: {', '.join(allowed)})"
     else:
-        text = f"unknown key '{key}' (no keys are allowed here)"
+        text = f"unknown key '{key}' (allowed: {', '.join(allowed) or 'none'})"
     return _Msg(path + (key,), True, text, _SHAPE, suggest=close[0] if close else None)
 
 
 def _key_choice(branches: Any) -> list[str] | None:
     """The keys of a oneOf whose every branch is just ``{"required": [KEY]}``, else None."""
-    keys = []
-    for b in branches:
-        if not (isinstance(b, dict) and set(b) == {"required"} and len(b["required"]) == 1):
-            return None
-        keys.append(b["required"][0])
-    return keys
+    ok = all(
+        isinstance(b, dict) and list(b) == ["required"] and len(b["required"]) == 1
+        for b in branches
+    )
+    return [b["required"][0] for b in branches] if ok else None
 
 
 def _type_fits(inst: Any, branch: dict[str, Any]) -> bool:
-    types = branch.get("type")
-    if types is None:
-        return True
+    types = branch.get("type", list(_WORDS))
     checker = Draft202012Validator.TYPE_CHECKER
     return any(checker.is_type(inst, t) for t in ([types] if isinstance(types, str) else types))
 
 
 def _prune(msgs: list[_Msg]) -> list[tuple[Path, bool, str]]:
-    """One verdict per place: no cascades, missing keys combined, typos silence 'missing'."""
+    """One verdict per place: no cascades, missing keys combined, a typo silences 'missing'."""
     typos = {(m.path[:-1], m.suggest) for m in msgs if m.suggest}
     groups: dict[tuple[Path, bool], list[_Msg]] = {}
     for m in msgs:

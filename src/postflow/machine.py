@@ -184,7 +184,9 @@ class Compiler:
     def error(self, path: tuple[str | int, ...], message: str, *, at_key: bool = False) -> None:
         self.problems.append(self.doc.problem(path, message, at_key=at_key))
 
-    def _expr_error(self, path: tuple[str | int, ...], exc: expressions.ExpressionSyntaxError) -> None:
+    def _expr_error(
+        self, path: tuple[str | int, ...], exc: expressions.ExpressionSyntaxError
+    ) -> None:
         line, col = self.doc.where(path)
         extra = max(getattr(exc, "line", 1) - 1, 0)
         self.problems.append(Problem(self.doc.path, line + extra, col, "error", exc.message))
@@ -220,7 +222,7 @@ class Compiler:
             return None
 
     def template_tree(self, path: tuple[str | int, ...], value: Any) -> Any:
-        """Compile every string inside a JSON-like value as a template (webhook json, email data)."""
+        """Compile every string in a JSON-like value as a template (webhook json, email data)."""
         if isinstance(value, str):
             return self.template(path, value)
         if isinstance(value, dict):
@@ -244,13 +246,12 @@ class Compiler:
             return None
         self.template_files[f"{name}{suffix}"] = text
         try:
-            return expressions.compile_template(
-                text, autoescape=suffix == ".html", name=str(file)
-            )
+            return expressions.compile_template(text, autoescape=suffix == ".html", name=str(file))
         except expressions.ExpressionSyntaxError as exc:
             self.problems.append(
-                Problem(str(file), getattr(exc, "line", 1), getattr(exc, "col", 1), "error",
-                        exc.message)
+                Problem(
+                    str(file), getattr(exc, "line", 1), getattr(exc, "col", 1), "error", exc.message
+                )
             )
             return None
 
@@ -306,7 +307,7 @@ class Compiler:
         if "quiet_hours" in settings:
             quiet = self.quiet_hours(("settings", "quiet_hours"), settings["quiet_hours"])
         order = tuple(step["id"] for step in data["steps"])
-        steps = {}
+        steps: dict[str, Step] = {}
         for index, step in enumerate(data["steps"]):
             following = order[index + 1] if index + 1 < len(order) else END
             compiled = self.compile_step(index, step, following)
@@ -341,7 +342,9 @@ class Compiler:
         start = self.time_of_day((*path, "start"), value["start"])
         end = self.time_of_day((*path, "end"), value["end"])
         if start is not None and start == end:
-            self.error((*path, "end"), "quiet hours start and end are equal (an empty or full-day window)")
+            self.error(
+                (*path, "end"), "quiet hours start and end are equal (an empty or full-day window)"
+            )
         channels = frozenset(value.get("channels") or MESSAGE_KINDS)
         return QuietHours(start or time(0), end or time(0), channels)
 
@@ -367,7 +370,11 @@ class Compiler:
         kind = next(k for k in STEP_KINDS if k in data)
         here = (*path, kind)
         body = data[kind]
-        common: dict[str, Any] = {"id": data["id"], "kind": kind, "next": data.get("next", following)}
+        common: dict[str, Any] = {
+            "id": data["id"],
+            "kind": kind,
+            "next": data.get("next", following),
+        }
         if kind == "wait":
             if isinstance(body, str):
                 return Step(**common, duration=self.duration(here, body))
@@ -404,8 +411,12 @@ class Compiler:
         if kind == "email":
             html = text = None
             if "template" in body:
-                html = self.template_file((*here, "template"), body["template"], ".html", required=True)
-                text = self.template_file((*here, "template"), body["template"], ".txt", required=False)
+                html = self.template_file(
+                    (*here, "template"), body["template"], ".html", required=True
+                )
+                text = self.template_file(
+                    (*here, "template"), body["template"], ".txt", required=False
+                )
             elif "body" in body:
                 text = self.template((*here, "body"), body["body"])
             return Step(
@@ -420,7 +431,9 @@ class Compiler:
             )
         if kind == "sms":
             if "template" in body:
-                text = self.template_file((*here, "template"), body["template"], ".txt", required=True)
+                text = self.template_file(
+                    (*here, "template"), body["template"], ".txt", required=True
+                )
             else:
                 text = self.template((*here, "body"), body["body"])
             return Step(
@@ -434,7 +447,9 @@ class Compiler:
                 **common,
                 url=self.template((*here, "url"), body["url"]),
                 method=str(body.get("method", "POST")).upper(),
-                json_body=self.template_tree((*here, "json"), body["json"]) if "json" in body else None,
+                json_body=self.template_tree((*here, "json"), body["json"])
+                if "json" in body
+                else None,
                 headers=tuple(
                     (str(k), self.template((*here, "headers", k), v) or _EMPTY)
                     for k, v in (body.get("headers") or {}).items()

@@ -134,7 +134,10 @@ class Simulation:
                 del self._scheduled[instance_id]
                 self._handle(
                     engine.fire_timer(
-                        self.world, self.store.customer(customer_id), instance_id, due,
+                        self.world,
+                        self.store.customer(customer_id),
+                        instance_id,
+                        due,
                         self.store.suppressions,
                     )
                 )
@@ -143,7 +146,10 @@ class Simulation:
                 for customer_id in sorted(self.store.customers):
                     self._handle(
                         engine.apply_tick(
-                            self.world, self.store.customer(customer_id), tick.journey, tick.at,
+                            self.world,
+                            self.store.customer(customer_id),
+                            tick.journey,
+                            tick.at,
                             self.store.suppressions,
                         )
                     )
@@ -154,11 +160,13 @@ class Simulation:
                 _, _, event = heapq.heappop(self._events)
                 self._handle(
                     engine.apply_event(
-                        self.world, self.store.customer(event.customer_id), event,
+                        self.world,
+                        self.store.customer(event.customer_id),
+                        event,
                         self.store.suppressions,
                     )
                 )
-        self._records.sort(key=lambda r: (r[0], r[1], r[2]))
+        self._records.sort()  # (at, customer_id, production order): seq is unique
         return [r[3] for r in self._records]
 
     def _peek_timer(self) -> int | None:
@@ -185,7 +193,9 @@ class Simulation:
             wake = inst.wake_at
             if wake is not None and self._scheduled.get(inst.id) != wake:
                 self._scheduled[inst.id] = wake
-                heapq.heappush(self._timers, (wake, state.customer_id, inst.journey, inst.n, inst.id))
+                heapq.heappush(
+                    self._timers, (wake, state.customer_id, inst.journey, inst.n, inst.id)
+                )
 
 
 def simulate(

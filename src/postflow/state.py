@@ -7,7 +7,7 @@ on the copy and returns it, which keeps it a pure function of its inputs.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 ACTIVE = "active"
@@ -39,7 +39,28 @@ class Instance:
     counters: dict[str, int] = field(default_factory=dict)  # emits per step, messages
 
     def clone(self) -> Instance:
-        return replace(self, vars=dict(self.vars), counters=dict(self.counters))
+        # Hand-written (not dataclasses.replace): cloning is on the engine's hot path.
+        return Instance(
+            self.id,
+            self.journey,
+            self.version,
+            self.n,
+            self.key,
+            self.entered_at,
+            self.trigger,
+            self.status,
+            self.step,
+            self.step_started,
+            self.wake_at,
+            self.waiting,
+            self.last_event,
+            dict(self.vars),
+            self.variant,
+            self.converted,
+            self.ended_at,
+            self.exit_reason,
+            dict(self.counters),
+        )
 
 
 @dataclass(slots=True)

@@ -49,7 +49,7 @@ def _edges(step: dict[str, Any], index: int, following: str) -> list[tuple[str, 
         (step["next"], (*base, "next")) if "next" in step else (following, (*base, "id"))
     )
     kind = next((k for k in STEP_KINDS if k in step), None)
-    body = step.get(kind) if kind else None
+    body: Any = step[kind] if kind else None
     if kind == "goto":
         return [(str(body), (*base, "goto"))]
     if kind == "branch":
@@ -76,12 +76,16 @@ def check_steps(doc: Document) -> list[Problem]:
         sid = step["id"]
         if sid == END:
             problems.append(
-                doc.problem(("steps", index, "id"), "'end' is a reserved step id (it means: complete now)")
+                doc.problem(
+                    ("steps", index, "id"), "'end' is a reserved step id (it means: complete now)"
+                )
             )
         elif sid in first_at:
             line, _ = doc.where(("steps", first_at[sid], "id"))
             problems.append(
-                doc.problem(("steps", index, "id"), f"duplicate step id '{sid}' (first at line {line})")
+                doc.problem(
+                    ("steps", index, "id"), f"duplicate step id '{sid}' (first at line {line})"
+                )
             )
         else:
             first_at[sid] = index
@@ -99,7 +103,9 @@ def check_steps(doc: Document) -> list[Problem]:
         if first_at.get(step["id"]) == index:
             graph[step["id"]] = [(t, p) for t, p in edges if t in first_at]
 
-    breaking = {s["id"] for i, s in enumerate(steps) if first_at.get(s["id"]) == i and _breaks_loop(s)}
+    breaking = {
+        s["id"] for i, s in enumerate(steps) if first_at.get(s["id"]) == i and _breaks_loop(s)
+    }
     start = steps[0]["id"]
 
     # Reachability over every edge.
@@ -113,7 +119,9 @@ def check_steps(doc: Document) -> list[Problem]:
     for sid, index in first_at.items():
         if sid not in reached:
             problems.append(
-                doc.problem(("steps", index, "id"), f"step '{sid}' is unreachable", severity="warning")
+                doc.problem(
+                    ("steps", index, "id"), f"step '{sid}' is unreachable", severity="warning"
+                )
             )
 
     # Loops: a cycle among steps that do not let time pass. Depth-first from the first step,

@@ -1,0 +1,85 @@
+"""Who may be sent what: addresses, suppression, consent and frequency caps.
+
+These are journey semantics, not channel code: they decide the records ``simulate`` prints,
+so the engine consults them and the channels never do. A message step checks, in this order,
+address, suppression, consent, frequency cap; the first failure is the record's reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from functools import lru_cache
+from typing import Any
+
+import phonenumbers
+
+HARD_REASONS = frozenset({"bounce", "dropped", "spamreport", "stop", "manual"})
+"""Suppression reasons that block every message to the address."""
+MARKETING_REASONS = frozenset({"unsubscribe", "group_unsubscribe"})
+"""Suppression reasons that block marketing only (transactional mail still goes out)."""
+
+
+def normalize_address(address: Any, region: str | None) -> str | None:
+    """An email (contains ``@``) lower-cased, else a phone number in E.164. Anything
+    unreadable is no address."""
+    if not isinstance(address, str) or not address.strip():
+        return None
+    text = address.strip()
+    return text.lower() if "@" in text else normalize_phone(text, region)
+
+
+def normalize_email(address: Any) -> str | None:
+    if not isinstance(address, str) or "@" not in address:
+        return None
+    return address.strip().lower() or None
+
+
+@lru_cache(maxsize=65536)
+def _phone(text: str, region: str | None) -> str | None:
+    try:
+        number = phonenumbers.parse(text, None if text.startswith("+") else region)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_possible_number(number):
+        return None
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def normalize_phone(text: Any, region: str | None) -> str | None:
+    """E.164; a number without ``+`` is read in ``region`` (e.g. US); unreadable: None."""
+    if not isinstance(text, str) or not text.strip():
+        return None
+    return _phone(text.strip(), region)
+
+
+def truthy(value: Any) -> bool:
+    """Consent flags arrive from many systems: accept "true"/"yes"/"1" strings too."""
+    if isinstance(value, str):
+        return value.strip().lower() in ("true", "yes", "1", "y", "on")
+    return bool(value)
+
+
+def blocked_by_suppression(reasons: frozenset[str], marketing: bool) -> bool:
+    if not reasons:
+        return False
+    return not reasons.isdisjoint(HARD_REASONS) or (
+        marketing and not reasons.isdisjoint(MARKETING_REASONS)
+    )
+
+
+def has_consent(channel: str, profile: Mapping[str, Any]) -> bool:
+    """Email is opt-out (absent means yes); SMS is opt-in (absent means no)."""
+    if channel == "email":
+        consent = profile.get("email_consent")
+        return consent is None or truthy(consent)
+    return truthy(profile.get("sms_consent"))
+
+
+def over_cap(
+    sent: Sequence[tuple[str, int]], channel: str, maximum: int, per: int, now: int
+) -> bool:
+    """Marketing messages decided ``sent`` on ``channel`` with ``at`` in ``(now - per, now]``
+    already reach ``maximum``."""
+    floor = now - per
+    used = sum(1 for c, at in sent if c == channel and floor < at <= now)
+    return used >= maximum
