@@ -97,7 +97,8 @@ def load_settings(
     if overrides:
         data = deep_merge(data, overrides)
         doc = overrides_doc or doc
-    base_dir = path.resolve().parent if path is not None else Path.cwd()
+    # Not resolved: paths stay as the user wrote them, so messages read journeys/x.yaml.
+    base_dir = path.parent if path is not None else Path()
     return _resolve(data, base_dir, path, doc)
 
 
