@@ -700,7 +700,7 @@ def _events() -> list[Any]:
         EXAMPLE_EVENT,
         {"type": "a", "customer_id": "c"},
         {"type": "a", "customer_id": "c", "at": "2026-03-01T10:00:00+02:00"},
-        {"type": "a", "customer_id": "c", "at": "2026-03-01 10:00Z", "customer": {"x": [1]}},
+        {"type": "a", "customer_id": "c", "at": "2026-03-01T10:00Z", "customer": {"x": [1]}},
         {"type": "a", "customer_id": "c", "at": "2026-03-01T10:00:00.123456-05:30"},
         {"type": "a", "customer_id": "c", "data": {}, "customer": {}, "id": "e1"},
     ]
@@ -719,6 +719,8 @@ def _events() -> list[Any]:
         {"type": "a", "customer_id": "c", "at": "2026-03-01"},
         {"type": "a", "customer_id": "c", "at": "2026-13-01T10:00:00Z"},
         {"type": "a", "customer_id": "c", "at": "2026-03-01T10:00:00+0200"},
+        {"type": "a", "customer_id": "c", "at": "2026-03-01 10:00:00Z"},
+        {"type": "a", "customer_id": "c", "at": "2026-03-01t10:00:00z"},
         {"type": "a", "customer_id": "c", "at": 1767261600},
         {"type": "a", "customer_id": "c", "data": []},
         {"type": "a", "customer_id": "c", "customer": {"email_consent": "true"}},

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
+import fastjsonschema
 import yaml
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
@@ -167,7 +168,7 @@ class _Builder:
         self.done: dict[int, tuple[Any, _Pos]] = {}  # aliases share one result (no blow-up)
         self.active: set[int] = set()
 
-    def error(self, mark: Any, message: str) -> None:
+    def error(self, mark: yaml.error.Mark, message: str) -> None:
         self.problems.append(Problem(self.file, mark.line + 1, mark.column + 1, "error", message))
 
     def build(self, node: yaml.Node) -> tuple[Any, _Pos]:
@@ -291,8 +292,29 @@ def schema_problems(doc: Document, schema: str, *, subpath: Path = ()) -> list[P
             instance = instance[part]
     except (KeyError, IndexError, TypeError):
         return []
+    if schema in _FAST_SCHEMAS and _fast_valid(schema, instance):
+        return []
     found = _Explainer(schema, tuple(subpath), doc.source).run(instance)
     return sorted({doc.problem(path, text, at_key=at_key) for path, at_key, text in found})
+
+
+_FAST_SCHEMAS = ("journey",)
+"""Schemas also compiled with fastjsonschema: ~50x faster than jsonschema on valid input, which
+keeps ``validate`` of hundreds of files fast. It only answers "valid?": any rejection is
+explained by jsonschema. A test checks both agree on every good and bad journey we have."""
+
+
+@functools.cache
+def _fast_validator(name: str) -> Any:
+    return fastjsonschema.compile(load_schema(name))
+
+
+def _fast_valid(name: str, instance: Any) -> bool:
+    try:
+        _fast_validator(name)(instance)
+    except fastjsonschema.JsonSchemaException:
+        return False
+    return True
 
 
 def explain(instance: Any, schema: str) -> list[tuple[Path, str]]:
@@ -335,11 +357,9 @@ class _Msg:
 
 
 def _a(value: Any) -> str:
-    if value is None or isinstance(value, bool):
-        return "null" if value is None else "a boolean"
-    return {int: "an integer", float: "a number", str: "a string", dict: "a mapping"}.get(
-        type(value), "a list"
-    )
+    """The kind of a value in the words of :data:`_WORDS` ("a mapping", "an integer")."""
+    kinds = {bool: "boolean", int: "integer", float: "number", str: "string", dict: "object"}
+    return _WORDS["null" if value is None else kinds.get(type(value), "array")]
 
 
 def _join(words: list[str], last: str = "or") -> str:
