@@ -80,8 +80,11 @@ def main() -> None:
 
 @main.command("validate")
 @click.argument("paths", nargs=-1, type=click.Path())
+@JOURNEYS_OPTION
 @CONFIG_OPTION
-def validate_command(paths: tuple[str, ...], config_path: str | None) -> None:
+def validate_command(
+    paths: tuple[str, ...], journeys_dir: str | None, config_path: str | None
+) -> None:
     """Check journey files: schema, expressions, templates, durations, cron, time zones,
     step references and loops.
 
@@ -96,9 +99,9 @@ def validate_command(paths: tuple[str, ...], config_path: str | None) -> None:
     """
     with reported():
         settings = load_settings(config_path)
-        targets = [Path(p) for p in paths] or [settings.journeys]
+        targets = [Path(p) for p in paths] or [journeys_dir_path(settings, journeys_dir)]
         for target in targets:
-            if not target.exists() and (paths or target != settings.journeys):
+            if not target.exists() and (paths or journeys_dir):
                 raise project.MissingPath(str(target))
         loaded = project.load_journeys([t for t in targets if t.exists()], settings.templates)
         print_problems(loaded.problems)
@@ -144,10 +147,6 @@ def simulate_command(
     out = sys.stdout.buffer
     out.write(simulate.format_records(records))
     out.flush()
-
-
-if __name__ == "__main__":  # pragma: no cover
-    main()
 
 
 @main.command("test")
@@ -245,3 +244,7 @@ def graph_command(
                 sys.exit(2)
             machine = machines[journey]
     click.echo(graph.mermaid(machine) if fmt == "mermaid" else graph.dot(machine), nl=False)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -78,9 +78,11 @@ def load_settings(
     *,
     overrides: Mapping[str, Any] | None = None,
     overrides_doc: loader.Document | None = None,
+    overrides_at: tuple[str | int, ...] = (),
 ) -> Settings:
     """Read, validate and resolve the configuration. Raises :class:`ProblemsError` with located
-    messages for anything wrong in the file (or in ``overrides``)."""
+    messages for anything wrong in the file, or in ``overrides`` (a journey test file's
+    ``config:``; its problems are located in ``overrides_doc`` under ``overrides_at``)."""
     path = find_config(explicit)
     data: dict[str, Any] = {}
     doc: loader.Document | None = None
@@ -96,20 +98,27 @@ def load_settings(
         data = doc.data
     if overrides:
         data = deep_merge(data, overrides)
-        doc = overrides_doc or doc
     # Not resolved: paths stay as the user wrote them, so messages read journeys/x.yaml.
     base_dir = path.parent if path is not None else Path()
-    return _resolve(data, base_dir, path, doc)
+    overridden = (overrides or {}, overrides_doc, overrides_at)
+    return _resolve(data, base_dir, path, doc, overridden)
 
 
 def _resolve(
-    data: dict[str, Any], base_dir: Path, path: Path | None, doc: loader.Document | None
+    data: dict[str, Any],
+    base_dir: Path,
+    path: Path | None,
+    doc: loader.Document | None,
+    overridden: tuple[Mapping[str, Any], loader.Document | None, tuple[str | int, ...]],
 ) -> Settings:
     problems: list[Problem] = []
     where = str(path) if path else "postflow.yaml"
+    overrides, overrides_doc, overrides_at = overridden
 
     def problem(keys: tuple[str | int, ...], message: str) -> None:
-        if doc is not None:
+        if overrides_doc is not None and keys and keys[0] in overrides:
+            problems.append(overrides_doc.problem((*overrides_at, *keys), message))
+        elif doc is not None:
             problems.append(doc.problem(keys, message))
         else:
             problems.append(Problem(where, 1, 1, "error", f"{'.'.join(map(str, keys))}: {message}"))

@@ -99,6 +99,18 @@ def _case_events(
             problems.append(doc.problem(path, "an event must be a mapping"))
             continue
         obj = dict(obj)
+        if "at" not in obj and times.start is None:
+            where = doc.problem(path, "") if line_problem is None else line_problem
+            problems.append(
+                Problem(
+                    where.file,
+                    where.line,
+                    where.col,
+                    "error",
+                    "event has no `at` and the case has no `start` to default it to",
+                )
+            )
+            continue
         try:
             at_path = (*path, "at") if line_problem is None else path
             obj["at"] = durations.format_instant(times.resolve(obj.get("at", "+0s"), at_path))
@@ -210,7 +222,12 @@ def run_file(path: Path, config_path: str | None, journeys_dir: str | None) -> l
     problems = loader.schema_problems(doc, "testfile")
     if problems:
         raise ProblemsError(problems)
-    settings = config.load_settings(config_path, overrides=doc.data.get("config") or None)
+    settings = config.load_settings(
+        config_path,
+        overrides=doc.data.get("config") or None,
+        overrides_doc=doc,
+        overrides_at=("config",),
+    )
     directory = Path(journeys_dir) if journeys_dir else settings.journeys
     machines = project.require_journeys(
         [directory] if directory.exists() else [], settings.templates

@@ -51,6 +51,7 @@ class _Pos:
     line: int
     col: int
     text: str | None = None  # source of a plain scalar YAML read as a non-string ("21:00")
+    block: bool = False  # a literal (|) or folded (>) scalar: its text starts a line lower
     keys: dict[str, tuple[int, int]] = field(default_factory=dict)
     kids: dict[str | int, _Pos] = field(default_factory=dict)
 
@@ -76,6 +77,15 @@ class Document:
         """(line, col), 1-based, of the value at ``path``, else of its nearest located ancestor."""
         node, _ = self._walk(tuple(path))
         return (node.line, node.col) if node is not None else (1, 1)
+
+    def text_line(self, path: Path, line: int) -> int:
+        """The file line of line ``line`` (1-based) inside the string value at ``path``: block
+        scalars (``|``, ``>``) start on the line after their indicator."""
+        node, depth = self._walk(tuple(path))
+        start = self.where(path)[0]
+        if node is not None and depth == len(tuple(path)) and node.block:
+            return start + line
+        return start + line - 1
 
     def where_key(self, path: Path) -> tuple[int, int]:
         """(line, col) of the mapping key that ends ``path`` (else :meth:`where`)."""
@@ -194,6 +204,8 @@ class _Builder:
             except ValueError:  # an explicit tag on a wrong value: !!int abc
                 self.error(mark, f"cannot read {node.value!r} as {node.tag.replace(_TAG, '!!')}")
             pos.text = node.value if getattr(node, "style", None) is None and node.value else None
+        if isinstance(node, yaml.ScalarNode):
+            pos.block = node.style in ("|", ">")
         self.active.discard(key)
         self.done[key] = value, pos
         return value, pos

@@ -187,9 +187,9 @@ class Compiler:
     def _expr_error(
         self, path: tuple[str | int, ...], exc: expressions.ExpressionSyntaxError
     ) -> None:
-        line, col = self.doc.where(path)
-        extra = max(getattr(exc, "line", 1) - 1, 0)
-        self.problems.append(Problem(self.doc.path, line + extra, col, "error", exc.message))
+        _, col = self.doc.where(path)
+        line = self.doc.text_line(path, max(getattr(exc, "line", 1), 1))
+        self.problems.append(Problem(self.doc.path, line, col, "error", exc.message))
 
     def condition(self, path: tuple[str | int, ...], source: Any) -> expressions.Condition | None:
         if source is None:

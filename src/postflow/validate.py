@@ -95,7 +95,12 @@ def check_steps(doc: Document) -> list[Problem]:
     for index, step in enumerate(steps):
         following = steps[index + 1]["id"] if index + 1 < len(steps) else END
         edges = _edges(step, index, following)
-        for target, path in edges:
+        checked = list(edges)
+        if "next" in step and all(p[-1] != "next" for _, p in edges):
+            # `next` on a goto, split or defaulted branch is never followed, but must still
+            # name a step: a typo there is a typo.
+            checked.append((step["next"], ("steps", index, "next")))
+        for target, path in checked:
             if target != END and target not in first_at and path[-1] != "id":
                 problems.append(
                     doc.problem(path, f"unknown step '{target}'{_did_you_mean(str(target), known)}")

@@ -1,0 +1,1007 @@
+"""The `simulate`, `test` and `graph` commands (and every command's --help) as a user runs
+them: exit codes, stdout/stderr contents, FILE:LINE:COL locations, never a traceback."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+
+from postflow.cli import main
+
+AT = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$")
+SUMMARY = re.compile(r"^\d+ passed, \d+ failed$")
+
+
+@pytest.fixture(autouse=True)
+def _no_ambient_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("POSTFLOW_CONFIG", raising=False)
+
+
+def write(root: Path, relative: str, text: str) -> Path:
+    """Write a file; the text is dedented and starts at line 1 (no leading blank line)."""
+    path = root / relative
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(text).lstrip("\n"), encoding="utf-8")
+    return path
+
+
+def events_file(root: Path, rows: list[Any], name: str = "events.jsonl") -> Path:
+    lines = [row if isinstance(row, str) else json.dumps(row) for row in rows]
+    path = root / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    return path
+
+
+def invoke(root: Path, monkeypatch: pytest.MonkeyPatch, *args: str) -> Result:
+    monkeypatch.chdir(root)
+    return CliRunner().invoke(main, list(args))
+
+
+def run(cwd: Path, *args: str, seed: str = "0") -> subprocess.CompletedProcess[bytes]:
+    env = {k: v for k, v in os.environ.items() if k != "POSTFLOW_CONFIG"}
+    env["PYTHONHASHSEED"] = seed
+    return subprocess.run(
+        [sys.executable, "-m", "postflow", *args], cwd=cwd, capture_output=True, env=env, timeout=60
+    )
+
+
+def jsonl(text: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in text.splitlines()]
+
+
+WELCOME = """
+    id: welcome
+    trigger: {event: signup}
+    steps:
+      - id: pause
+        wait: 1d
+      - id: hello
+        email: {subject: "Hi {{ customer.first_name | default('there') }}", body: "Welcome"}
+      - id: later
+        wait: 2d
+      - id: again
+        email: {subject: "Again", body: "x"}
+"""
+
+
+def signup(cid: str, at: str = "2027-01-01T00:00:00Z", **extra: Any) -> dict[str, Any]:
+    return {"type": "signup", "customer_id": cid, "at": at, **extra}
+
+
+@pytest.fixture
+def welcome(tmp_path: Path) -> Path:
+    write(tmp_path, "journeys/welcome.yaml", WELCOME)
+    return tmp_path
+
+
+# ------------------------------------------------------------------------------ --help
+
+
+@pytest.mark.parametrize("command", ["validate", "simulate", "test", "graph"])
+def test_every_command_help_shows_an_example(command: str) -> None:
+    result = CliRunner().invoke(main, [command, "--help"])
+    assert result.exit_code == 0
+    assert result.stdout.startswith("Usage: ")
+    assert f" {command} [OPTIONS]" in result.stdout.splitlines()[0]
+    assert "Example:" in result.stdout
+    example = result.stdout.split("Example:", 1)[1]
+    assert f"postflow {command}" in example
+
+
+def test_help_end_to_end() -> None:
+    proc = run(Path.cwd(), "simulate", "--help")
+    assert proc.returncode == 0
+    assert proc.stdout.startswith(b"Usage: ")
+    assert b"Example:" in proc.stdout
+    assert b"postflow simulate --events " in proc.stdout.split(b"Example:", 1)[1]
+
+
+# ---------------------------------------------------------------------------- simulate
+
+
+def test_simulate_prints_sorted_json_lines(welcome: Path, monkeypatch) -> None:
+    events_file(
+        welcome,
+        [
+            signup("c2", customer={"email": "b@x.com"}),
+            signup("c1", customer={"email": "a@x.com", "first_name": "Ann"}),
+            signup("c0", at="2027-01-01T12:00:00+02:00", customer={"email": "z@x.com"}),
+        ],
+    )
+    result = invoke(welcome, monkeypatch, "simulate", "--events", "events.jsonl")
+    assert result.exit_code == 0, result.stderr
+    records = jsonl(result.stdout)
+    for record in records:
+        assert {"kind", "at", "customer_id", "journey", "instance"} <= set(record)
+        assert AT.match(record["at"]), record["at"]
+        assert None not in record.values()  # fields that do not apply are omitted
+    assert [(r["at"], r["customer_id"]) for r in records] == sorted(
+        (r["at"], r["customer_id"]) for r in records
+    )
+    assert [(r["kind"], r["at"], r["customer_id"]) for r in records[:3]] == [
+        ("enter", "2027-01-01T00:00:00Z", "c1"),
+        ("enter", "2027-01-01T00:00:00Z", "c2"),
+        ("enter", "2027-01-01T10:00:00Z", "c0"),  # +02:00 printed in UTC
+    ]
+    hello = [r for r in records if r.get("step") == "hello" and r["customer_id"] == "c1"]
+    assert hello == [
+        {
+            "kind": "message",
+            "at": "2027-01-02T00:00:00Z",
+            "customer_id": "c1",
+            "journey": "welcome",
+            "instance": "welcome:c1:1",
+            "step": "hello",
+            "channel": "email",
+            "status": "sent",
+            "to": "a@x.com",
+            "subject": "Hi Ann",
+            "body": "Welcome",
+        }
+    ]
+    assert records[-1] == {
+        "kind": "exit",
+        "at": "2027-01-04T10:00:00Z",
+        "customer_id": "c0",
+        "journey": "welcome",
+        "instance": "welcome:c0:1",
+        "reason": "completed",
+    }
+    assert len(records) == 3 * 4
+
+
+def test_simulate_is_byte_for_byte_deterministic(welcome: Path) -> None:
+    events_file(
+        welcome,
+        [signup(f"c{n}", at=f"2027-01-0{1 + n % 3}T0{n}:00:00Z") for n in range(8)]
+        + [{"type": "other", "customer_id": "c3", "at": "2027-01-01T05:00:00Z"}],
+    )
+    first = run(welcome, "simulate", "--events", "events.jsonl", seed="1")
+    second = run(welcome, "simulate", "--events", "events.jsonl", seed="2")
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.count(b"\n") == 8 * 4
+    assert first.stdout == second.stdout
+
+
+def test_simulate_until_stops_timers_and_includes_t(welcome: Path, monkeypatch) -> None:
+    events_file(welcome, [signup("c1", customer={"email": "a@x.com"})])
+    result = invoke(
+        welcome,
+        monkeypatch,
+        "simulate",
+        "--events",
+        "events.jsonl",
+        "--until",
+        "2027-01-02T00:00:00Z",
+    )
+    assert result.exit_code == 0, result.stderr
+    assert [(r["kind"], r["at"]) for r in jsonl(result.stdout)] == [
+        ("enter", "2027-01-01T00:00:00Z"),
+        ("message", "2027-01-02T00:00:00Z"),  # due exactly at T: included
+    ]
+    result = invoke(
+        welcome,
+        monkeypatch,
+        "simulate",
+        "--events",
+        "events.jsonl",
+        "--until",
+        "2027-01-01T23:59:59Z",
+    )
+    assert [r["kind"] for r in jsonl(result.stdout)] == ["enter"]
+
+
+def test_simulate_until_leaves_later_events_unapplied(welcome: Path, monkeypatch) -> None:
+    events_file(welcome, [signup("c1"), signup("c2", at="2027-03-01T00:00:00Z")])
+    result = invoke(
+        welcome,
+        monkeypatch,
+        "simulate",
+        "--events",
+        "events.jsonl",
+        "--until",
+        "2027-02-01T00:00:00Z",
+    )
+    assert result.exit_code == 0, result.stderr
+    assert {r["customer_id"] for r in jsonl(result.stdout)} == {"c1"}
+
+
+def test_simulate_bad_until_is_a_usage_error(welcome: Path, monkeypatch) -> None:
+    events_file(welcome, [signup("c1")])
+    result = invoke(welcome, monkeypatch, "simulate", "--events", "events.jsonl", "--until", "soon")
+    assert result.exit_code == 2
+    assert "--until" in result.stderr
+    assert result.stdout == ""
+
+
+BAD_EVENTS = {
+    "not json": ("not json", "not valid JSON"),
+    "missing type": ('{"customer_id": "c1", "at": "2027-01-01T00:00:00Z"}', "'type'"),
+    "missing customer_id": ('{"type": "signup", "at": "2027-01-01T00:00:00Z"}', "'customer_id'"),
+    "naive at": (
+        '{"type": "signup", "customer_id": "c1", "at": "2027-01-01T10:00:00"}',
+        "UTC offset",
+    ),
+    "missing at": ('{"type": "signup", "customer_id": "c1"}', "'at'"),
+    "bad customer.timezone": (
+        '{"type": "signup", "customer_id": "c1", "at": "2027-01-01T00:00:00Z", '
+        '"customer": {"timezone": "Mars/Base"}}',
+        "customer.timezone: unknown time zone 'Mars/Base'",
+    ),
+    "a list": ("[1, 2]", "must be a mapping"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_EVENTS))
+def test_simulate_rejects_a_bad_event_with_its_line(welcome: Path, case: str) -> None:
+    line, fragment = BAD_EVENTS[case]
+    events_file(welcome, [signup("c1"), "", line])  # the bad event is on line 3
+    proc = run(welcome, "simulate", "--events", "events.jsonl")
+    stderr = proc.stderr.decode()
+    assert proc.returncode == 1, stderr
+    assert proc.stdout == b""
+    assert "Traceback" not in stderr
+    [problem] = stderr.splitlines()
+    assert problem.startswith("events.jsonl:3:1: error: ")
+    assert fragment in problem
+
+
+def test_simulate_reports_every_bad_line_and_applies_nothing(welcome: Path, monkeypatch) -> None:
+    events_file(
+        welcome,
+        [
+            signup("c1"),
+            '{"type": "signup", "at": "2027-01-01T00:00:00Z"}',
+            signup("c2"),
+            "{oops",
+            '{"type": "signup", "customer_id": "c3", "at": "2027-01-01T10:00:00"}',
+        ],
+    )
+    result = invoke(welcome, monkeypatch, "simulate", "--events", "events.jsonl")
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    assert [line.split(": error: ")[0] for line in result.stderr.splitlines()] == [
+        "events.jsonl:2:1",
+        "events.jsonl:4:1",
+        "events.jsonl:5:1",
+    ]
+
+
+def test_simulate_refuses_a_journey_with_errors(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        "journeys/j.yaml",
+        """
+        id: j
+        trigger: {event: signup}
+        steps:
+          - id: a
+            email: {subject: "{{ oops ", body: "x"}
+          - id: b
+            goto: nowhere
+        """,
+    )
+    events_file(tmp_path, [signup("c1")])
+    proc = run(tmp_path, "simulate", "--events", "events.jsonl")
+    stderr = proc.stderr.decode()
+    assert proc.returncode == 1
+    assert proc.stdout == b""
+    assert "Traceback" not in stderr
+    lines = stderr.splitlines()
+    assert [line.split(": error: ")[0][-len("journeys/j.yaml:5:11") :] for line in lines] == [
+        "journeys/j.yaml:5:22",
+        "journeys/j.yaml:7:11",
+    ]
+    assert "end of print statement" in lines[0]
+    assert "unknown step 'nowhere'" in lines[1]
+
+
+def test_simulate_ignores_warnings(tmp_path: Path, monkeypatch) -> None:
+    write(
+        tmp_path,
+        "journeys/j.yaml",
+        """
+        id: j
+        trigger: {event: signup}
+        steps:
+          - id: a
+            wait: 1h
+            next: end
+          - id: orphan
+            wait: 1h
+        """,
+    )
+    events_file(tmp_path, [signup("c1")])
+    result = invoke(tmp_path, monkeypatch, "simulate", "--events", "events.jsonl")
+    assert result.exit_code == 0, result.stderr
+    assert [r["kind"] for r in jsonl(result.stdout)] == ["enter", "exit"]
+
+
+def test_simulate_missing_events_file(welcome: Path) -> None:
+    proc = run(welcome, "simulate", "--events", "missing.jsonl")
+    stderr = proc.stderr.decode()
+    assert proc.returncode == 2
+    assert "missing.jsonl" in stderr
+    assert "Traceback" not in stderr
+    assert proc.stdout == b""
+
+
+def test_simulate_missing_journeys_directory_option(welcome: Path) -> None:
+    events_file(welcome, [signup("c1")])
+    proc = run(welcome, "simulate", "--events", "events.jsonl", "--journeys", "flows")
+    stderr = proc.stderr.decode()
+    assert proc.returncode == 2
+    assert "flows" in stderr
+    assert "Traceback" not in stderr
+
+
+def test_simulate_journeys_option(tmp_path: Path, monkeypatch) -> None:
+    write(tmp_path, "flows/welcome.yaml", WELCOME)
+    events_file(tmp_path, [signup("c1")])
+    result = invoke(tmp_path, monkeypatch, "simulate", "--events", "events.jsonl")
+    assert result.exit_code == 0
+    assert result.stdout == ""  # no ./journeys: nothing enters
+    result = invoke(
+        tmp_path, monkeypatch, "simulate", "--events", "events.jsonl", "--journeys", "flows"
+    )
+    assert result.exit_code == 0, result.stderr
+    assert jsonl(result.stdout)[0]["instance"] == "welcome:c1:1"
+
+
+def test_simulate_empty_events_file(welcome: Path, monkeypatch) -> None:
+    (welcome / "events.jsonl").write_text("\n", encoding="utf-8")
+    result = invoke(welcome, monkeypatch, "simulate", "--events", "events.jsonl")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == ""
+
+
+# -------------------------------------------------------------------------------- test
+
+# Contract section 2's journey and section 7's test file, verbatim.
+REVIEW_REQUEST = """
+    id: review-request                  # required, ^[a-z][a-z0-9_-]*$, unique across all journeys
+    name: Review request after delivery # optional
+    description: optional text
+    trigger:
+      event: order_delivered            # an event type starts an instance ...
+      if: "event.data.total > 0"        # ... when this optional condition holds
+    entry:
+      key: "trigger.data.order_id"      # expression; default: the customer id
+      reentry: never                    # never | after_exit (default) | always
+      cooldown: 30d                     # optional: min time between two entries of one customer
+    exit:                               # leave at once, from any step, when ...
+      - event: order_placed             # ... this event arrives for the customer
+        if: "event.data.order_id != trigger.data.order_id"   # optional
+    goal:                               # conversion, for analytics only (does not exit)
+      event: order_placed
+      within: 14d                       # counted from entry
+    settings:
+      quiet_hours: {start: "21:00", end: "09:00", channels: [sms]}   # in the customer's timezone
+    steps:
+      - id: wait_3d
+        wait: 3d
+      - id: ask
+        email:
+          subject: "How is your {{ trigger.data.items[0].name }}, {{ customer.first_name }}?"
+          template: review_request      # templates/review_request.html (+ .txt if present)
+      - id: await_review
+        wait_for: {event: review_submitted, timeout: 7d, on_timeout: remind,
+                   if: "event.data.order_id == trigger.data.order_id"}
+      - id: by_rating
+        branch:
+          - if: "last_event.data.rating >= 4"
+            goto: thanks
+          - goto: end                   # an entry without `if` is the default
+      - id: remind
+        sms: {body: "Got a minute to review order {{ trigger.data.order_id }}?"}
+        next: end
+      - id: thanks
+        email: {subject: "Thank you!", body: "Thanks for the {{ last_event.data.rating }} stars."}
+"""
+
+CONTRACT_TEST = """
+    journeys: [review-request]          # optional; default: every journey of the config
+    config: {limits: {email: {max: 3, per: 1d}}}   # optional overrides of postflow.yaml
+    cases:
+      - name: five stars get a thank-you
+        start: "2027-01-10T12:00:00Z"   # event and expectation times may be `+DURATION` from here
+        customer: {email: ann@example.com, first_name: Ann, timezone: Europe/Berlin}  # optional
+        events:                         # inline list, or a path to a JSON Lines file
+          - {type: order_delivered, customer_id: c1,                            # at: +0s
+             data: {order_id: o1, total: 20, items: [{name: Tea}]}}
+          - {type: review_submitted, customer_id: c1, at: "+4d", data: {order_id: o1, rating: 5}}
+        until: "+30d"                   # optional: simulate up to here (default: until nothing is due)
+        expect:                         # records of section 3: an ordered subsequence, by the fields given
+          - {kind: message, step: ask, at: "+3d", status: sent}
+          - {kind: message, step: thanks, subject: "Thank you!"}
+          - {kind: exit, reason: completed}
+        no_other_messages: true         # fail on any message record not matched above
+"""
+
+
+@pytest.fixture
+def review(tmp_path: Path) -> Path:
+    write(tmp_path, "journeys/review-request.yaml", REVIEW_REQUEST)
+    write(tmp_path, "templates/review_request.html", "<p>Hi {{ customer.first_name }}</p>\n")
+    return tmp_path
+
+
+def summary(stdout: str) -> str:
+    last = stdout.splitlines()[-1]
+    assert SUMMARY.match(last), stdout
+    return last
+
+
+def test_contract_example_passes_end_to_end(review: Path) -> None:
+    write(review, "journeys/review-request.test.yaml", CONTRACT_TEST)
+    proc = run(review, "test")
+    stdout = proc.stdout.decode()
+    assert proc.returncode == 0, stdout + proc.stderr.decode()
+    assert "five stars get a thank-you" in stdout
+    assert summary(stdout) == "1 passed, 0 failed"
+    assert "Traceback" not in proc.stderr.decode()
+
+
+def test_failing_expectation_names_case_expectation_and_nearby_records(
+    review: Path, monkeypatch
+) -> None:
+    write(
+        review,
+        "tests/review.test.yaml",
+        """
+        cases:
+          - name: the ask comes on day three
+            start: "2027-01-10T12:00:00Z"
+            customer: {email: ann@example.com, first_name: Ann}
+            events:
+              - {type: order_delivered, customer_id: c1, data: {order_id: o1, total: 20, items: [{name: Tea}]}}
+            expect:
+              - {kind: enter}
+              - {kind: message, step: ask, at: "+2d"}
+        """,
+    )
+    result = invoke(review, monkeypatch, "test", "tests/review.test.yaml")
+    assert result.exit_code == 1
+    lines = result.stdout.splitlines()
+    assert "FAIL tests/review.test.yaml: the ask comes on day three" in lines
+    assert (
+        '  expected (line 9): {"kind":"message","step":"ask","at":"2027-01-12T12:00:00Z"}' in lines
+    )
+    # The records around it show what did happen: the ask on day three.
+    nearby = [json.loads(line) for line in lines if line.startswith("    {")]
+    assert any(r.get("step") == "ask" and r["at"] == "2027-01-13T12:00:00Z" for r in nearby)
+    assert summary(result.stdout) == "0 passed, 1 failed"
+
+
+def test_expectations_are_an_ordered_subsequence(review: Path, monkeypatch) -> None:
+    write(
+        review,
+        "tests/order.test.yaml",
+        """
+        cases:
+          - name: exit before ask is out of order
+            start: "2027-01-10T12:00:00Z"
+            customer: {email: ann@example.com, first_name: Ann}
+            events:
+              - {type: order_delivered, customer_id: c1, data: {order_id: o1, total: 20, items: [{name: Tea}]}}
+            expect:
+              - {kind: exit}
+              - {kind: message, step: ask}
+        """,
+    )
+    result = invoke(review, monkeypatch, "test", "tests/order.test.yaml")
+    assert result.exit_code == 1
+    assert "FAIL tests/order.test.yaml: exit before ask is out of order" in result.stdout
+    assert '  expected (line 9): {"kind":"message","step":"ask"}' in result.stdout
+    assert summary(result.stdout) == "0 passed, 1 failed"
+
+
+def test_times_are_compared_as_instants(review: Path, monkeypatch) -> None:
+    write(
+        review,
+        "tests/instants.test.yaml",
+        """
+        cases:
+          - name: offsets
+            start: "2027-01-10T13:00:00+01:00"
+            customer: {email: ann@example.com, first_name: Ann}
+            events:
+              - {type: order_delivered, customer_id: c1, at: "2027-01-10T07:00:00-05:00",
+                 data: {order_id: o1, total: 20, items: [{name: Tea}]}}
+            expect:
+              - {kind: enter, at: "+0s"}
+              - {kind: message, step: ask, at: "2027-01-13T13:00:00+01:00"}
+        """,
+    )
+    result = invoke(review, monkeypatch, "test", "tests/instants.test.yaml")
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert summary(result.stdout) == "1 passed, 0 failed"
+
+
+def test_no_other_messages_catches_an_extra_message(review: Path, monkeypatch) -> None:
+    write(
+        review,
+        "tests/extra.test.yaml",
+        """
+        cases:
+          - name: only the ask
+            start: "2027-01-10T12:00:00Z"
+            customer: {email: ann@example.com, first_name: Ann, sms_consent: true, phone: "+15555550100"}
+            events:
+              - {type: order_delivered, customer_id: c1, data: {order_id: o1, total: 20, items: [{name: Tea}]}}
+            expect:
+              - {kind: message, step: ask}
+            no_other_messages: true
+          - name: same without the flag
+            start: "2027-01-10T12:00:00Z"
+            customer: {email: ann@example.com, first_name: Ann, sms_consent: true, phone: "+15555550100"}
+            events:
+              - {type: order_delivered, customer_id: c1, data: {order_id: o1, total: 20, items: [{name: Tea}]}}
+            expect:
+              - {kind: message, step: ask}
+        """,
+    )
+    result = invoke(review, monkeypatch, "test", "tests/extra.test.yaml")
+    assert result.exit_code == 1
+    lines = result.stdout.splitlines()
+    assert "FAIL tests/extra.test.yaml: only the ask" in lines
+    assert "PASS tests/extra.test.yaml: same without the flag" in lines
+    assert "  1 message record(s) not matched by `expect`:" in lines
+    extra = [json.loads(line) for line in lines if line.startswith("    {")]
+    assert [(r["step"], r["channel"], r["at"]) for r in extra] == [
+        ("remind", "sms", "2027-01-20T12:00:00Z")
+    ]
+    assert summary(result.stdout) == "1 passed, 1 failed"
+
+
+def test_events_from_a_jsonl_file_relative_to_the_test_file(review: Path, monkeypatch) -> None:
+    events_file(
+        review / "tests",
+        [
+            {
+                "type": "order_delivered",
+                "customer_id": "c1",
+                "data": {"order_id": "o1", "total": 20, "items": [{"name": "Tea"}]},
+            },
+            {
+                "type": "review_submitted",
+                "customer_id": "c1",
+                "at": "+4d",
+                "data": {"order_id": "o1", "rating": 2},
+            },
+        ],
+        name="data/two.jsonl",
+    )
+    write(
+        review,
+        "tests/file.test.yaml",
+        """
+        cases:
+          - name: low rating ends quietly
+            start: "2027-01-10T12:00:00Z"
+            customer: {email: ann@example.com, first_name: Ann}
+            events: data/two.jsonl
+            expect:
+              - {kind: message, step: ask, at: "+3d"}
+              - {kind: exit, reason: completed, at: "+4d"}
+            no_other_messages: true
+        """,
+    )
+    result = invoke(review, monkeypatch, "test", "tests/file.test.yaml")
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert result.stdout.splitlines() == [
+        "PASS tests/file.test.yaml: low rating ends quietly",
+        "1 passed, 0 failed",
+    ]
+
+
+def test_bad_line_in_a_test_events_file_is_located(review: Path, monkeypatch) -> None:
+    events_file(review, ['{"type": "order_delivered", "customer_id": "c1"}', "{oops"])
+    write(
+        review,
+        "cases.test.yaml",
+        """
+        cases:
+          - name: x
+            start: "2027-01-10T12:00:00Z"
+            events: events.jsonl
+        """,
+    )
+    result = invoke(review, monkeypatch, "test", "cases.test.yaml")
+    assert result.exit_code == 1
+    [problem] = result.stderr.splitlines()
+    assert re.match(r"^.*events\.jsonl:2:1: error: not valid JSON", problem), problem
+    assert summary(result.stdout) == "0 passed, 0 failed"
+
+
+CAPPED = """
+    id: capped
+    trigger: {event: buy}
+    steps:
+      - id: one
+        email: {subject: "one", body: "x"}
+      - id: two
+        email: {subject: "two", body: "x"}
+"""
+
+
+def cap_case(second: str) -> str:
+    """A test file whose one case expects the first email sent and the second as given."""
+    return f"""
+        cases:
+          - name: two emails at once
+            start: "2027-01-10T12:00:00Z"
+            customer: {{email: a@example.com}}
+            events:
+              - {{type: buy, customer_id: c1}}
+            expect:
+              - {{kind: message, step: one, status: sent}}
+              - {second}
+    """
+
+
+def test_config_overrides_take_effect(tmp_path: Path, monkeypatch) -> None:
+    write(tmp_path, "journeys/capped.yaml", CAPPED)
+    write(tmp_path, "postflow.yaml", "limits: {sms: {max: 1, per: 1d}}\n")
+    write(tmp_path, "tests/plain.test.yaml", cap_case("{kind: message, step: two, status: sent}"))
+    write(
+        tmp_path,
+        "tests/capped.test.yaml",
+        "config: {limits: {email: {max: 1, per: 1d}}}\n"
+        + textwrap.dedent(
+            cap_case("{kind: message, step: two, status: skipped, reason: frequency_cap}")
+        ).lstrip("\n"),
+    )
+    result = invoke(tmp_path, monkeypatch, "test")
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert result.stdout.splitlines() == [
+        "PASS tests/capped.test.yaml: two emails at once",
+        "PASS tests/plain.test.yaml: two emails at once",
+        "2 passed, 0 failed",
+    ]
+
+
+def test_journeys_subset(tmp_path: Path, monkeypatch) -> None:
+    write(tmp_path, "journeys/capped.yaml", CAPPED)
+    write(tmp_path, "journeys/also.yaml", CAPPED.replace("id: capped", "id: also"))
+    write(
+        tmp_path,
+        "t.test.yaml",
+        """
+        journeys: [capped]
+        cases:
+          - name: only capped runs
+            start: "2027-01-10T12:00:00Z"
+            customer: {email: a@example.com}
+            events:
+              - {type: buy, customer_id: c1}
+            expect:
+              - {kind: enter, journey: capped}
+              - {kind: exit, journey: capped}
+        """,
+    )
+    result = invoke(tmp_path, monkeypatch, "test", "t.test.yaml")
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert summary(result.stdout) == "1 passed, 0 failed"
+
+    # The same file without `journeys:` sees both journeys: prove the subset mattered.
+    write(
+        tmp_path,
+        "u.test.yaml",
+        """
+        cases:
+          - name: both run
+            start: "2027-01-10T12:00:00Z"
+            customer: {email: a@example.com}
+            events:
+              - {type: buy, customer_id: c1}
+            expect:
+              - {kind: enter, journey: also}
+        """,
+    )
+    assert invoke(tmp_path, monkeypatch, "test", "u.test.yaml").exit_code == 0
+    write(
+        tmp_path,
+        "v.test.yaml",
+        """
+        journeys: [capped]
+        cases:
+          - name: also is left out
+            start: "2027-01-10T12:00:00Z"
+            customer: {email: a@example.com}
+            events:
+              - {type: buy, customer_id: c1}
+            expect:
+              - {kind: enter, journey: also}
+        """,
+    )
+    result = invoke(tmp_path, monkeypatch, "test", "v.test.yaml")
+    assert result.exit_code == 1
+    assert "FAIL v.test.yaml: also is left out" in result.stdout
+
+
+def test_unknown_journey_in_a_test_file_is_located(tmp_path: Path, monkeypatch) -> None:
+    write(tmp_path, "journeys/capped.yaml", CAPPED)
+    write(
+        tmp_path,
+        "t.test.yaml",
+        """
+        journeys: [capped, caped]
+        cases:
+          - name: x
+            start: "2027-01-10T12:00:00Z"
+            events:
+              - {type: buy, customer_id: c1}
+        """,
+    )
+    result = invoke(tmp_path, monkeypatch, "test", "t.test.yaml")
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [
+        "t.test.yaml:1:20: error: unknown journey 'caped' (known: capped)"
+    ]
+    assert summary(result.stdout) == "0 passed, 0 failed"
+
+
+def test_malformed_test_file_unknown_key(tmp_path: Path) -> None:
+    write(tmp_path, "journeys/capped.yaml", CAPPED)
+    write(
+        tmp_path,
+        "t.test.yaml",
+        """
+        cases:
+          - name: x
+            start: "2027-01-10T12:00:00Z"
+            events:
+              - {type: buy, customer_id: c1}
+            expct:
+              - {kind: enter}
+        """,
+    )
+    proc = run(tmp_path, "test", "t.test.yaml")
+    stderr = proc.stderr.decode()
+    assert proc.returncode == 1
+    assert "Traceback" not in stderr
+    assert stderr.splitlines() == [
+        "t.test.yaml:6:5: error: unknown key 'expct' (did you mean 'expect'?)"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("snippet", "expected"),
+    [
+        (
+            '- {type: buy, customer_id: c1, at: "+1d"}',
+            "t.test.yaml:4:42: error: relative time '+1d' needs the case's `start`",
+        ),
+        (
+            '- {type: buy, customer_id: c1, at: "2027-01-10T12:00:00Z"}\n    until: "+30d"',
+            "t.test.yaml:5:12: error: relative time '+30d' needs the case's `start`",
+        ),
+    ],
+)
+def test_relative_time_without_start_is_located(tmp_path, monkeypatch, snippet, expected) -> None:
+    write(tmp_path, "journeys/capped.yaml", CAPPED)
+    write(tmp_path, "t.test.yaml", f"cases:\n  - name: x\n    events:\n      {snippet}\n")
+    result = invoke(tmp_path, monkeypatch, "test", "t.test.yaml")
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [expected]
+
+
+def test_malformed_test_file_bad_time_and_bad_kind(tmp_path: Path, monkeypatch) -> None:
+    write(tmp_path, "journeys/capped.yaml", CAPPED)
+    write(
+        tmp_path,
+        "t.test.yaml",
+        """
+        cases:
+          - name: x
+            start: "2027-01-10T12:00:00"
+            events:
+              - {type: buy, customer_id: c1}
+            expect:
+              - {kind: mesage}
+        """,
+    )
+    result = invoke(tmp_path, monkeypatch, "test", "t.test.yaml")
+    assert result.exit_code == 1
+    lines = result.stderr.splitlines()
+    assert [line.split(": error: ")[0] for line in lines] == [
+        "t.test.yaml:3:12",
+        "t.test.yaml:7:16",
+    ]
+    assert "2027-01-10T12:00:00" in lines[0]
+    assert "mesage" in lines[1]
+
+
+def test_test_with_no_files_and_missing_path(tmp_path: Path) -> None:
+    (tmp_path / "journeys").mkdir()
+    proc = run(tmp_path, "test")
+    assert proc.returncode == 0
+    assert proc.stdout.decode().splitlines()[-1] == "0 passed, 0 failed"
+    assert "no journey test files" in proc.stderr.decode()
+    proc = run(tmp_path, "test", "nope.test.yaml")
+    assert proc.returncode == 2
+    assert "nope.test.yaml" in proc.stderr.decode()
+    assert "Traceback" not in proc.stderr.decode()
+
+
+def test_test_refuses_journeys_with_errors(tmp_path: Path, monkeypatch) -> None:
+    write(tmp_path, "journeys/capped.yaml", CAPPED.replace('body: "x"}', 'body: "{{ x "}', 1))
+    write(tmp_path, "t.test.yaml", cap_case("{kind: message, step: two, status: sent}"))
+    result = invoke(tmp_path, monkeypatch, "test", "t.test.yaml")
+    assert result.exit_code == 1
+    [problem] = result.stderr.splitlines()
+    assert problem.split(": error: ")[0].endswith("journeys/capped.yaml:5:35")
+
+
+def test_summary_counts_across_files(review: Path, monkeypatch) -> None:
+    write(review, "journeys/review-request.test.yaml", CONTRACT_TEST)
+    failing = CONTRACT_TEST.replace("rating: 5", "rating: 3").replace(
+        "five stars get a thank-you", "three stars get nothing"
+    )
+    write(review, "tests/review.test.yaml", failing)
+    result = invoke(review, monkeypatch, "test")
+    assert result.exit_code == 1
+    lines = result.stdout.splitlines()
+    assert lines[0] == "PASS journeys/review-request.test.yaml: five stars get a thank-you"
+    assert lines[1] == "FAIL tests/review.test.yaml: three stars get nothing"
+    assert lines[-1] == "1 passed, 1 failed"
+
+
+def test_bad_config_override_in_a_test_file_is_located_there(tmp_path, monkeypatch) -> None:
+    write(tmp_path, "journeys/capped.yaml", CAPPED)
+    write(
+        tmp_path,
+        "t.test.yaml",
+        """
+        config: {timezone: Mars/Base}
+        cases:
+          - name: x
+            start: "2027-01-10T12:00:00Z"
+            events:
+              - {type: buy, customer_id: c1}
+        """,
+    )
+    result = invoke(tmp_path, monkeypatch, "test", "t.test.yaml")
+    assert result.exit_code == 1
+    [problem] = result.stderr.splitlines()
+    assert problem.startswith("t.test.yaml:1:20: error: unknown time zone 'Mars/Base'")
+
+
+# ------------------------------------------------------------------------------- graph
+
+
+def test_graph_mermaid(review: Path, monkeypatch) -> None:
+    result = invoke(review, monkeypatch, "graph", "review-request")
+    assert result.exit_code == 0, result.stderr
+    out = result.stdout
+    assert out.startswith("flowchart")
+    for step in ("wait_3d", "ask", "await_review", "by_rating", "remind", "thanks"):
+        assert f"s_{step}[" in out
+    assert 's_by_rating -->|"last_event.data.rating >= 4"| s_thanks' in out
+    assert 's_by_rating -->|"else"| end_' in out
+    assert 's_await_review -->|"timeout"| s_remind' in out
+    assert '__start -->|"order_delivered"| s_wait_3d' in out
+
+
+def test_graph_dot(review: Path, monkeypatch) -> None:
+    result = invoke(review, monkeypatch, "graph", "review-request", "--format", "dot")
+    assert result.exit_code == 0, result.stderr
+    out = result.stdout
+    assert out.startswith('digraph "review-request" {')
+    assert out.rstrip().endswith("}")
+    assert '"by_rating" -> "thanks" [label="last_event.data.rating >= 4"];' in out
+    assert '"remind" -> "end";' in out
+
+
+def test_graph_of_a_journey_file(review: Path, monkeypatch) -> None:
+    write(review, "elsewhere/other.yaml", CAPPED)
+    result = invoke(review, monkeypatch, "graph", "elsewhere/other.yaml")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.splitlines()[:2] == ["flowchart TD", '  __start(["capped"])']
+    assert "  s_one --> s_two" in result.stdout
+
+
+def test_graph_unknown_journey_lists_the_known_ones(review: Path) -> None:
+    write(review, "journeys/capped.yaml", CAPPED)
+    proc = run(review, "graph", "review-requst")
+    stderr = proc.stderr.decode()
+    assert proc.returncode == 2
+    assert proc.stdout == b""
+    assert (
+        stderr.strip() == "error: unknown journey 'review-requst' (known: capped, review-request)"
+    )
+
+
+def test_graph_bad_format_is_a_usage_error(review: Path, monkeypatch) -> None:
+    result = invoke(review, monkeypatch, "graph", "review-request", "--format", "svg")
+    assert result.exit_code == 2
+    assert "svg" in result.stderr
+
+
+def test_graph_of_a_journey_file_with_errors(tmp_path: Path, monkeypatch) -> None:
+    write(tmp_path, "j.yaml", "id: j\ntrigger: {event: x}\nsteps:\n  - id: a\n    goto: b\n")
+    result = invoke(tmp_path, monkeypatch, "graph", "j.yaml")
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == ["j.yaml:5:11: error: unknown step 'b'"]
+    assert result.stdout == ""
+
+
+# ------------------------------------------------------------------------------ config
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "timezone: UTC\nlimitz: {}\n",
+            "cfg.yaml:2:1: error: unknown key 'limitz' (did you mean 'limits'?)",
+        ),
+        (
+            "timezone: Mars/Base\n",
+            "cfg.yaml:1:11: error: unknown time zone 'Mars/Base' "
+            "(use an IANA name such as America/New_York)",
+        ),
+    ],
+)
+@pytest.mark.parametrize("command", ["simulate", "test", "graph"])
+def test_bad_config_is_a_located_error(welcome, monkeypatch, text, expected, command) -> None:
+    write(welcome, "cfg.yaml", text)
+    events_file(welcome, [signup("c1")])
+    args = {
+        "simulate": ["simulate", "--events", "events.jsonl"],
+        "test": ["test"],
+        "graph": ["graph", "welcome"],
+    }[command]
+    result = invoke(welcome, monkeypatch, *args, "--config", "cfg.yaml")
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [expected]
+    assert result.stdout == ""
+
+
+def test_missing_config_file_is_named(welcome: Path) -> None:
+    events_file(welcome, [signup("c1")])
+    proc = run(welcome, "simulate", "--events", "events.jsonl", "--config", "nope.yaml")
+    stderr = proc.stderr.decode()
+    assert proc.returncode == 1
+    assert stderr.splitlines() == ["nope.yaml:1:1: error: configuration file not found"]
+    assert "Traceback" not in stderr
+
+
+def test_config_timezone_acts_in_simulate(tmp_path: Path, monkeypatch) -> None:
+    write(
+        tmp_path,
+        "journeys/morning.yaml",
+        """
+        id: morning
+        trigger: {event: signup}
+        steps:
+          - id: align
+            wait: {for: 1h, at: "10:00"}
+          - id: hello
+            email: {subject: "Morning", body: "x"}
+        """,
+    )
+    events_file(tmp_path, [signup("c1", at="2027-01-01T12:00:00Z", customer={"email": "a@x.com"})])
+    write(tmp_path, "ny.yaml", "timezone: America/New_York\n")
+    result = invoke(tmp_path, monkeypatch, "simulate", "--events", "events.jsonl")
+    assert [r["at"] for r in jsonl(result.stdout) if r["kind"] == "message"] == [
+        "2027-01-02T10:00:00Z"
+    ]
+    result = invoke(
+        tmp_path, monkeypatch, "simulate", "--events", "events.jsonl", "--config", "ny.yaml"
+    )
+    assert result.exit_code == 0, result.stderr
+    assert [r["at"] for r in jsonl(result.stdout) if r["kind"] == "message"] == [
+        "2027-01-01T15:00:00Z"
+    ]
