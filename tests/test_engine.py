@@ -519,3 +519,21 @@ def test_engine_is_pure_and_late_events_take_processed_time(proj: Project) -> No
     assert outcome.state.profile["email"] == "a@x.com"
     again = engine.apply_event(world, state, late, {})
     assert again.records == outcome.records  # same inputs, same outputs
+
+
+def test_record_fields_come_in_the_contract_order(proj: Project) -> None:
+    from postflow.simulate import FIELD_ORDER
+
+    proj.journey("review", REVIEW)
+    records = proj.simulate(
+        [
+            ev("delivered", "a", data={"order": "o1"}, customer={"email": "a@x.com"}),
+            ev("review", "a", at="2027-01-11T00:00:00Z", data={"order": "o1", "rating": 1}),
+            ev("delivered", "b", data={"order": "o2"}),
+        ]
+    )
+    kinds = {r["kind"] for r in records}
+    assert kinds == {"enter", "message", "exit"}
+    for record in records:
+        keys = list(record)
+        assert keys == [k for k in FIELD_ORDER if k in record], keys

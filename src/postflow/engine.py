@@ -19,11 +19,23 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
-from postflow import compliance, durations, expressions
+from postflow import compliance, durations, expressions, messages
 from postflow.config import Settings
+from postflow.effects import OutboundMessage, Outcome, SuppressionChange
 from postflow.events import SUPPRESSED, UNSUPPRESSED, Event
-from postflow.machine import END, Machine, Step, evaluate_tree
+from postflow.machine import END, Machine, Step
 from postflow.state import ACTIVE, ENDED, CustomerState, Instance
+
+__all__ = [
+    "World",
+    "Outcome",
+    "OutboundMessage",
+    "SuppressionChange",
+    "apply_event",
+    "apply_tick",
+    "fire_timer",
+    "split_point",
+]
 
 MAX_EMIT_CHAIN = 32
 MAX_STEPS_PER_INPUT = 10_000
@@ -60,45 +72,6 @@ class World:
         return self.versions.get((instance.journey, instance.version)) or self.machines.get(
             instance.journey
         )
-
-
-@dataclass(frozen=True, slots=True)
-class OutboundMessage:
-    """A message the engine decided to send: what the outbox stores and a channel delivers."""
-
-    message_id: str
-    customer_id: str
-    instance: str
-    journey: str
-    step: str
-    channel: str
-    at: int
-    to: str
-    transactional: bool = False
-    subject: str | None = None
-    html: str | None = None
-    text: str | None = None
-    sendgrid_template_id: str | None = None
-    template_data: Any = None
-    method: str | None = None
-    json: Any = None
-    headers: tuple[tuple[str, str], ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class SuppressionChange:
-    address: str
-    reason: str | None
-    remove: bool = False
-
-
-@dataclass
-class Outcome:
-    state: CustomerState
-    records: list[dict[str, Any]] = field(default_factory=list)
-    messages: list[OutboundMessage] = field(default_factory=list)
-    emitted: list[Event] = field(default_factory=list)
-    suppressions: list[SuppressionChange] = field(default_factory=list)
 
 
 # -- public entry points -------------------------------------------------------------------
@@ -200,9 +173,12 @@ class _Run:
         self.depth = depth
         self.outcome = Outcome(self.state)
         self._helpers: expressions.Helpers | None = None
+        self._scopes: dict[str, dict[str, Any]] = {}
 
     # -- records and scope ---------------------------------------------------------------
     def record(self, kind: str, inst: Instance, **fields: Any) -> None:
+        """Add a record. Callers pass fields in the contract's order (``simulate.FIELD_ORDER``),
+        so printing never reorders keys."""
         rec: dict[str, Any] = {
             "kind": kind,
             "at": self.now,
@@ -216,6 +192,11 @@ class _Run:
         if inst.variant is not None:
             rec["variant"] = inst.variant
         self.outcome.records.append(rec)
+
+    def reset_zone(self) -> None:
+        """The profile's time zone may have changed: scopes carry it, rebuild them."""
+        self._helpers = None
+        self._scopes.clear()
 
     def helpers(self) -> expressions.Helpers:
         if self._helpers is None:
@@ -243,11 +224,22 @@ class _Run:
                 "now": self.now_dt,
                 "_helpers": self.helpers(),
             }
-        return {
+        last_event = inst.last_event or inst.trigger
+        if event is None:
+            # Steps of one instance share a scope within an input: profile and vars are live
+            # dicts; only the variant, last_event or time zone can make it stale.
+            cached = self._scopes.get(inst.id)
+            if (
+                cached is not None
+                and cached["instance"]["variant"] == inst.variant
+                and cached["last_event"] is last_event
+            ):
+                return cached
+        scope = {
             "customer": self.state.profile,
             "trigger": inst.trigger,
             "event": event,
-            "last_event": inst.last_event or inst.trigger,
+            "last_event": last_event,
             "vars": inst.vars,
             "instance": {
                 "id": inst.id,
@@ -259,13 +251,16 @@ class _Run:
             "now": self.now_dt,
             "_helpers": self.helpers(),
         }
+        if event is None:
+            self._scopes[inst.id] = scope
+        return scope
 
     # -- inputs --------------------------------------------------------------------------
     def on_event(self, event: Event) -> None:
         profile = self.state.profile
         if event.customer:
             profile.update(event.customer)
-            self._helpers = None
+            self.reset_zone()
         if event.type == self.settings.purchase_event:
             self.purchase_facts(event)
         if event.type in (SUPPRESSED, UNSUPPRESSED):
@@ -531,7 +526,7 @@ class _Run:
                         inst.wake_at = release
                         inst.waiting = "hold"
                         return False
-            self.message(inst, step)
+            messages.message(self, inst, step)
             return True
         if kind == "wait":
             due = self.wait_until(inst, step)
@@ -578,14 +573,14 @@ class _Run:
                 else:
                     bucket[name] = result
                 if target == "customer" and name == "timezone":
-                    self._helpers = None
+                    self.reset_zone()
                     scope = self.scope(inst)
             return True
         if kind == "emit":
             self.emit(inst, step)
             return True
         if kind == "webhook":
-            self.webhook(inst, step)
+            messages.webhook(self, inst, step)
             return True
         raise _StepError(f"unknown step kind {kind!r}")  # pragma: no cover - schema forbids
 
@@ -632,153 +627,5 @@ class _Run:
                 id=f"{inst.id}:{step.id}:{count}",
                 data=data,
                 depth=self.depth + 1,
-            )
-        )
-
-    # -- messages --------------------------------------------------------------------------
-    def message_id(self, inst: Instance) -> str:
-        count = inst.counters.get("\0messages", 0) + 1
-        inst.counters["\0messages"] = count
-        return f"{inst.id}:m{count}"
-
-    def webhook(self, inst: Instance, step: Step) -> None:
-        scope = self.scope(inst)
-        try:
-            url = step.url(scope) if step.url else ""
-            body = evaluate_tree(step.json_body, scope) if step.json_body is not None else None
-            headers = tuple((k, t(scope)) for k, t in step.headers)
-        except expressions.RenderError as exc:
-            self.record(
-                "message",
-                inst,
-                step=step.id,
-                channel="webhook",
-                status="failed",
-                reason="render_error",
-                error=str(exc),
-            )
-            return
-        self.record("message", inst, step=step.id, channel="webhook", status="sent", to=url)
-        self.outcome.messages.append(
-            OutboundMessage(
-                message_id=self.message_id(inst),
-                customer_id=self.state.customer_id,
-                instance=inst.id,
-                journey=inst.journey,
-                step=step.id,
-                channel="webhook",
-                at=self.now,
-                to=url,
-                transactional=True,
-                method=step.method,
-                json=body,
-                headers=headers,
-            )
-        )
-
-    def gate(
-        self, inst: Instance, step: Step, scope: dict[str, Any]
-    ) -> tuple[str | None, str | None, str | None]:
-        """(normalised address, reason it may not be sent or None, error text)."""
-        channel = step.kind
-        profile = self.state.profile
-        raw_to: Any
-        if step.to is not None:
-            try:
-                raw_to = step.to(scope)
-            except expressions.RenderError as exc:
-                return None, "render_error", str(exc)
-        else:
-            raw_to = profile.get("email" if channel == "email" else "phone")
-        to: str | None
-        if channel == "email":
-            to = compliance.normalize_email(raw_to)
-        else:
-            to = compliance.normalize_phone(raw_to, self.settings.default_region)
-        if not to:
-            return None, "no_address", None
-        marketing = not step.transactional
-        if compliance.blocked_by_suppression(self.suppressed_reasons(to), marketing):
-            return to, "suppressed", None
-        if marketing:
-            if not compliance.has_consent(channel, profile):
-                return to, "no_consent", None
-            limit = self.settings.limits.get(channel)
-            if limit is not None and compliance.over_cap(
-                self.state.sent, channel, limit.max, limit.per, self.now
-            ):
-                return to, "frequency_cap", None
-        return to, None, None
-
-    def message(self, inst: Instance, step: Step) -> None:
-        """Decide one email or SMS: address, suppression, consent, cap, then rendering; the
-        first failure decides the record."""
-        channel = step.kind
-        scope = self.scope(inst)
-        to, reason, error = self.gate(inst, step, scope)
-        if reason is not None:
-            status = "failed" if reason == "render_error" else "skipped"
-            self.record(
-                "message",
-                inst,
-                step=step.id,
-                channel=channel,
-                status=status,
-                reason=reason,
-                error=error,
-                to=to,
-            )
-            return
-        assert to is not None
-        marketing = not step.transactional
-        try:
-            subject = step.subject(scope) if step.subject is not None else None
-            data = None
-            if step.data is not None:
-                data = evaluate_tree(step.data, scope)
-                scope = {**scope, "data": data}
-            text = step.text(scope) if step.text is not None else None
-            html = step.html(scope) if step.html is not None else None
-        except expressions.RenderError as exc:
-            self.record(
-                "message",
-                inst,
-                step=step.id,
-                channel=channel,
-                status="failed",
-                reason="render_error",
-                error=str(exc),
-                to=to,
-            )
-            return
-        body = text if text is not None else html
-        self.record(
-            "message",
-            inst,
-            step=step.id,
-            channel=channel,
-            status="sent",
-            to=to,
-            subject=subject,
-            body=body,
-        )
-        if marketing and self.settings.limits:
-            self.state.sent.append((channel, self.now))
-        self.outcome.messages.append(
-            OutboundMessage(
-                message_id=self.message_id(inst),
-                customer_id=self.state.customer_id,
-                instance=inst.id,
-                journey=inst.journey,
-                step=step.id,
-                channel=channel,
-                at=self.now,
-                to=to,
-                transactional=step.transactional,
-                subject=subject,
-                html=html,
-                text=text,
-                sendgrid_template_id=step.sendgrid_template_id,
-                template_data=data,
             )
         )

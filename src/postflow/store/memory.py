@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from postflow.engine import SuppressionChange
+from postflow.effects import SuppressionChange
 from postflow.state import CustomerState
 
 

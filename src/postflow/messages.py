@@ -1,0 +1,170 @@
+"""Message steps: decide what happens to one email, SMS or webhook.
+
+A message step checks, in the contract's order, address, suppression, consent and frequency
+cap (the rules live in :mod:`postflow.compliance`), then renders. The first failure is the
+record's reason; a message that passes becomes an :class:`OutboundMessage` for the outbox.
+Called by the engine with its working context for the current input.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from postflow import compliance, expressions
+from postflow.effects import OutboundMessage
+from postflow.machine import Step, evaluate_tree
+from postflow.state import Instance
+
+if TYPE_CHECKING:
+    from postflow.engine import _Run
+
+
+def message_id(inst: Instance) -> str:
+    count = inst.counters.get("\0messages", 0) + 1
+    inst.counters["\0messages"] = count
+    return f"{inst.id}:m{count}"
+
+
+def webhook(run: _Run, inst: Instance, step: Step) -> None:
+    scope = run.scope(inst)
+    try:
+        url = step.url(scope) if step.url else ""
+        body = evaluate_tree(step.json_body, scope) if step.json_body is not None else None
+        headers = tuple((k, t(scope)) for k, t in step.headers)
+    except expressions.RenderError as exc:
+        run.record(
+            "message",
+            inst,
+            step=step.id,
+            channel="webhook",
+            status="failed",
+            reason="render_error",
+            error=str(exc),
+        )
+        return
+    run.record("message", inst, step=step.id, channel="webhook", status="sent", to=url)
+    run.outcome.messages.append(
+        OutboundMessage(
+            message_id=message_id(inst),
+            customer_id=run.state.customer_id,
+            instance=inst.id,
+            journey=inst.journey,
+            step=step.id,
+            channel="webhook",
+            at=run.now,
+            to=url,
+            transactional=True,
+            method=step.method,
+            json=body,
+            headers=headers,
+        )
+    )
+
+
+def gate(
+    run: _Run, inst: Instance, step: Step, scope: dict[str, Any]
+) -> tuple[str | None, str | None, str | None]:
+    """(normalised address, reason it may not be sent or None, error text)."""
+    channel = step.kind
+    profile = run.state.profile
+    raw_to: Any
+    if step.to is not None:
+        try:
+            raw_to = step.to(scope)
+        except expressions.RenderError as exc:
+            return None, "render_error", str(exc)
+    else:
+        raw_to = profile.get("email" if channel == "email" else "phone")
+    to: str | None
+    if channel == "email":
+        to = compliance.normalize_email(raw_to)
+    else:
+        to = compliance.normalize_phone(raw_to, run.settings.default_region)
+    if not to:
+        return None, "no_address", None
+    marketing = not step.transactional
+    if compliance.blocked_by_suppression(run.suppressed_reasons(to), marketing):
+        return to, "suppressed", None
+    if marketing:
+        if not compliance.has_consent(channel, profile):
+            return to, "no_consent", None
+        limit = run.settings.limits.get(channel)
+        if limit is not None and compliance.over_cap(
+            run.state.sent, channel, limit.max, limit.per, run.now
+        ):
+            return to, "frequency_cap", None
+    return to, None, None
+
+
+def message(run: _Run, inst: Instance, step: Step) -> None:
+    """Decide one email or SMS: address, suppression, consent, cap, then rendering; the
+    first failure decides the record."""
+    channel = step.kind
+    scope = run.scope(inst)
+    to, reason, error = gate(run, inst, step, scope)
+    if reason is not None:
+        status = "failed" if reason == "render_error" else "skipped"
+        run.record(
+            "message",
+            inst,
+            step=step.id,
+            channel=channel,
+            status=status,
+            reason=reason,
+            error=error,
+            to=to,
+        )
+        return
+    assert to is not None
+    marketing = not step.transactional
+    try:
+        subject = step.subject(scope) if step.subject is not None else None
+        data = None
+        if step.data is not None:
+            data = evaluate_tree(step.data, scope)
+            scope = {**scope, "data": data}
+        text = step.text(scope) if step.text is not None else None
+        html = step.html(scope) if step.html is not None else None
+    except expressions.RenderError as exc:
+        run.record(
+            "message",
+            inst,
+            step=step.id,
+            channel=channel,
+            status="failed",
+            reason="render_error",
+            error=str(exc),
+            to=to,
+        )
+        return
+    body = text if text is not None else html
+    run.record(
+        "message",
+        inst,
+        step=step.id,
+        channel=channel,
+        status="sent",
+        to=to,
+        subject=subject,
+        body=body,
+    )
+    if marketing and run.settings.limits:
+        run.state.sent.append((channel, run.now))
+    run.outcome.messages.append(
+        OutboundMessage(
+            message_id=message_id(inst),
+            customer_id=run.state.customer_id,
+            instance=inst.id,
+            journey=inst.journey,
+            step=step.id,
+            channel=channel,
+            at=run.now,
+            to=to,
+            transactional=step.transactional,
+            subject=subject,
+            html=html,
+            text=text,
+            sendgrid_template_id=step.sendgrid_template_id,
+            template_data=data,
+        )
+    )
