@@ -60,6 +60,19 @@ class Project:
         return path
 
 
+@pytest.fixture(autouse=True)
+def _no_ambient_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("POSTFLOW_CONFIG", raising=False)
+
+
+def write(root: Path, relative: str, text: str) -> Path:
+    """Write a file; the text is dedented and starts at line 1 (no leading blank line)."""
+    path = root / relative
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(text).lstrip("\n"), encoding="utf-8")
+    return path
+
+
 @pytest.fixture
 def proj(tmp_path: Path) -> Project:
     return Project(tmp_path)

@@ -12,26 +12,15 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+import contract_examples
 import pytest
 from click.testing import CliRunner, Result
+from conftest import write
 
 from postflow.cli import main
 
 AT = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$")
 SUMMARY = re.compile(r"^\d+ passed, \d+ failed$")
-
-
-@pytest.fixture(autouse=True)
-def _no_ambient_config(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("POSTFLOW_CONFIG", raising=False)
-
-
-def write(root: Path, relative: str, text: str) -> Path:
-    """Write a file; the text is dedented and starts at line 1 (no leading blank line)."""
-    path = root / relative
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(textwrap.dedent(text).lstrip("\n"), encoding="utf-8")
-    return path
 
 
 def events_file(root: Path, rows: list[Any], name: str = "events.jsonl") -> Path:
@@ -368,65 +357,9 @@ def test_simulate_empty_events_file(welcome: Path, monkeypatch) -> None:
 # -------------------------------------------------------------------------------- test
 
 # Contract section 2's journey and section 7's test file, verbatim.
-REVIEW_REQUEST = """
-    id: review-request                  # required, ^[a-z][a-z0-9_-]*$, unique across all journeys
-    name: Review request after delivery # optional
-    description: optional text
-    trigger:
-      event: order_delivered            # an event type starts an instance ...
-      if: "event.data.total > 0"        # ... when this optional condition holds
-    entry:
-      key: "trigger.data.order_id"      # expression; default: the customer id
-      reentry: never                    # never | after_exit (default) | always
-      cooldown: 30d                     # optional: min time between two entries of one customer
-    exit:                               # leave at once, from any step, when ...
-      - event: order_placed             # ... this event arrives for the customer
-        if: "event.data.order_id != trigger.data.order_id"   # optional
-    goal:                               # conversion, for analytics only (does not exit)
-      event: order_placed
-      within: 14d                       # counted from entry
-    settings:
-      quiet_hours: {start: "21:00", end: "09:00", channels: [sms]}   # in the customer's timezone
-    steps:
-      - id: wait_3d
-        wait: 3d
-      - id: ask
-        email:
-          subject: "How is your {{ trigger.data.items[0].name }}, {{ customer.first_name }}?"
-          template: review_request      # templates/review_request.html (+ .txt if present)
-      - id: await_review
-        wait_for: {event: review_submitted, timeout: 7d, on_timeout: remind,
-                   if: "event.data.order_id == trigger.data.order_id"}
-      - id: by_rating
-        branch:
-          - if: "last_event.data.rating >= 4"
-            goto: thanks
-          - goto: end                   # an entry without `if` is the default
-      - id: remind
-        sms: {body: "Got a minute to review order {{ trigger.data.order_id }}?"}
-        next: end
-      - id: thanks
-        email: {subject: "Thank you!", body: "Thanks for the {{ last_event.data.rating }} stars."}
-"""
+REVIEW_REQUEST = contract_examples.JOURNEY
 
-CONTRACT_TEST = """
-    journeys: [review-request]          # optional; default: every journey of the config
-    config: {limits: {email: {max: 3, per: 1d}}}   # optional overrides of postflow.yaml
-    cases:
-      - name: five stars get a thank-you
-        start: "2027-01-10T12:00:00Z"   # event and expectation times may be `+DURATION` from here
-        customer: {email: ann@example.com, first_name: Ann, timezone: Europe/Berlin}  # optional
-        events:                         # inline list, or a path to a JSON Lines file
-          - {type: order_delivered, customer_id: c1,                            # at: +0s
-             data: {order_id: o1, total: 20, items: [{name: Tea}]}}
-          - {type: review_submitted, customer_id: c1, at: "+4d", data: {order_id: o1, rating: 5}}
-        until: "+30d"                   # optional: simulate up to here (default: until nothing is due)
-        expect:                         # records of section 3: an ordered subsequence, by the fields given
-          - {kind: message, step: ask, at: "+3d", status: sent}
-          - {kind: message, step: thanks, subject: "Thank you!"}
-          - {kind: exit, reason: completed}
-        no_other_messages: true         # fail on any message record not matched above
-"""
+CONTRACT_TEST = contract_examples.TEST_FILE
 
 
 @pytest.fixture

@@ -537,3 +537,55 @@ def test_record_fields_come_in_the_contract_order(proj: Project) -> None:
     for record in records:
         keys = list(record)
         assert keys == [k for k in FIELD_ORDER if k in record], keys
+
+
+def test_sent_messages_reach_the_outbox_with_stable_ids(proj: Project) -> None:
+    from postflow import simulate
+
+    proj.template("hello.html", "<p>Hi {{ customer.first_name }} & co</p>")
+    proj.template("hello.txt", "Hi {{ customer.first_name }}")
+    proj.journey(
+        "j",
+        """
+        id: j
+        trigger: {event: go}
+        steps:
+          - id: mail
+            email: {subject: "Hello", template: hello, data: {code: "{{ trigger.data.code }}"}}
+          - id: text
+            sms: {body: "Code {{ trigger.data.code }}", transactional: true}
+          - id: skipped
+            email: {subject: "x", body: "x", to: "{{ customer.nowhere | default('') }}"}
+          - id: hook
+            webhook: {url: "https://h.example/x", method: PUT, json: {c: "{{ trigger.data.code }}"}}
+        """,
+    )
+    sim = simulate.Simulation(proj.world())
+    sim.ingest(
+        [
+            events.parse_event(
+                ev(
+                    "go",
+                    data={"code": "K9"},
+                    customer={"email": "a@x.com", "phone": "+15555550100", "first_name": "Ann <3"},
+                )
+            )
+        ]
+    )
+    records = sim.run()
+    assert [m.message_id for m in sim.messages] == ["j:c1:1:m1", "j:c1:1:m2", "j:c1:1:m3"]
+    mail, text, hook = sim.messages
+    assert (mail.html, mail.text, mail.template_data) == (
+        "<p>Hi Ann &lt;3 & co</p>",  # HTML templates escape values, text ones do not
+        "Hi Ann <3",
+        {"code": "K9"},
+    )
+    assert records[1]["body"] == "Hi Ann <3"  # the text part is the record's body
+    assert (text.channel, text.to, text.text, text.transactional) == (
+        "sms",
+        "+15555550100",
+        "Code K9",
+        True,
+    )
+    assert (hook.channel, hook.method, hook.json) == ("webhook", "PUT", {"c": "K9"})
+    assert pick(records, "step", "reason", kind="message")[2] == ("skipped", "no_address")

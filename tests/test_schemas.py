@@ -7,52 +7,14 @@ import re
 import textwrap
 from typing import Any
 
+import contract_examples
 import fastjsonschema
 import pytest
 from jsonschema import Draft202012Validator
 
 from postflow.loader import SCHEMAS, explain, load_schema, load_yaml_text, schema_problems
 
-EXAMPLE_JOURNEY = """\
-id: review-request                  # required, ^[a-z][a-z0-9_-]*$, unique across all journeys
-name: Review request after delivery # optional
-description: optional text
-trigger:
-  event: order_delivered            # an event type starts an instance ...
-  if: "event.data.total > 0"        # ... when this optional condition holds
-entry:
-  key: "trigger.data.order_id"      # expression; default: the customer id
-  reentry: never                    # never | after_exit (default) | always
-  cooldown: 30d                     # optional: min time between two entries of one customer
-exit:                               # leave at once, from any step, when ...
-  - event: order_placed             # ... this event arrives for the customer
-    if: "event.data.order_id != trigger.data.order_id"   # optional
-goal:                               # conversion, for analytics only (does not exit)
-  event: order_placed
-  within: 14d                       # counted from entry
-settings:
-  quiet_hours: {start: "21:00", end: "09:00", channels: [sms]}   # in the customer's timezone
-steps:
-  - id: wait_3d
-    wait: 3d
-  - id: ask
-    email:
-      subject: "How is your {{ trigger.data.items[0].name }}, {{ customer.first_name }}?"
-      template: review_request      # templates/review_request.html (+ .txt if present)
-  - id: await_review
-    wait_for: {event: review_submitted, timeout: 7d, on_timeout: remind,
-               if: "event.data.order_id == trigger.data.order_id"}
-  - id: by_rating
-    branch:
-      - if: "last_event.data.rating >= 4"
-        goto: thanks
-      - goto: end                   # an entry without `if` is the default
-  - id: remind
-    sms: {body: "Got a minute to review order {{ trigger.data.order_id }}?"}
-    next: end
-  - id: thanks
-    email: {subject: "Thank you!", body: "Thanks for the {{ last_event.data.rating }} stars."}
-"""
+EXAMPLE_JOURNEY = contract_examples.JOURNEY
 
 EVERY_KIND = """\
 id: every-kind

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
+from conftest import write
 
 from postflow.cli import main
 
@@ -21,19 +22,6 @@ SUMMARY = re.compile(r"^\d+ journey file\(s\), \d+ error\(s\), \d+ warning\(s\)$
 PROBLEM = re.compile(
     r"^(?P<file>.+?):(?P<line>\d+):(?P<col>\d+): (?P<sev>error|warning): (?P<msg>.+)$"
 )
-
-
-@pytest.fixture(autouse=True)
-def _no_ambient_config(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("POSTFLOW_CONFIG", raising=False)
-
-
-def write(root: Path, relative: str, text: str) -> Path:
-    """Write a file; the text is dedented and starts at line 1 (no leading blank line)."""
-    path = root / relative
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(textwrap.dedent(text).lstrip("\n"), encoding="utf-8")
-    return path
 
 
 def journey(root: Path, name: str, text: str) -> Path:

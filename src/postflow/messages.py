@@ -19,10 +19,24 @@ if TYPE_CHECKING:
     from postflow.engine import _Run
 
 
-def message_id(inst: Instance) -> str:
+def queue(run: _Run, inst: Instance, step: Step, to: str, **content: Any) -> None:
+    """Put a decided message in the outbox. Its id is ``{instance}:m{n}`` (the instance's n-th
+    message): the same in every run, and passed to the provider so it can be traced."""
     count = inst.counters.get("\0messages", 0) + 1
     inst.counters["\0messages"] = count
-    return f"{inst.id}:m{count}"
+    run.outcome.messages.append(
+        OutboundMessage(
+            message_id=f"{inst.id}:m{count}",
+            customer_id=run.state.customer_id,
+            instance=inst.id,
+            journey=inst.journey,
+            step=step.id,
+            channel=step.kind,
+            at=run.now,
+            to=to,
+            **content,
+        )
+    )
 
 
 def webhook(run: _Run, inst: Instance, step: Step) -> None:
@@ -43,22 +57,7 @@ def webhook(run: _Run, inst: Instance, step: Step) -> None:
         )
         return
     run.record("message", inst, step=step.id, channel="webhook", status="sent", to=url)
-    run.outcome.messages.append(
-        OutboundMessage(
-            message_id=message_id(inst),
-            customer_id=run.state.customer_id,
-            instance=inst.id,
-            journey=inst.journey,
-            step=step.id,
-            channel="webhook",
-            at=run.now,
-            to=url,
-            transactional=True,
-            method=step.method,
-            json=body,
-            headers=headers,
-        )
-    )
+    queue(run, inst, step, url, transactional=True, method=step.method, json=body, headers=headers)
 
 
 def gate(
@@ -150,21 +149,15 @@ def message(run: _Run, inst: Instance, step: Step) -> None:
     )
     if marketing and run.settings.limits:
         run.state.sent.append((channel, run.now))
-    run.outcome.messages.append(
-        OutboundMessage(
-            message_id=message_id(inst),
-            customer_id=run.state.customer_id,
-            instance=inst.id,
-            journey=inst.journey,
-            step=step.id,
-            channel=channel,
-            at=run.now,
-            to=to,
-            transactional=step.transactional,
-            subject=subject,
-            html=html,
-            text=text,
-            sendgrid_template_id=step.sendgrid_template_id,
-            template_data=data,
-        )
+    queue(
+        run,
+        inst,
+        step,
+        to,
+        transactional=step.transactional,
+        subject=subject,
+        html=html,
+        text=text,
+        sendgrid_template_id=step.sendgrid_template_id,
+        template_data=data,
     )
