@@ -589,3 +589,28 @@ def test_sent_messages_reach_the_outbox_with_stable_ids(proj: Project) -> None:
     )
     assert (hook.channel, hook.method, hook.json) == ("webhook", "PUT", {"c": "K9"})
     assert pick(records, "step", "reason", kind="message")[2] == ("skipped", "no_address")
+
+
+def test_simulate_stops_timers_five_years_after_the_last_event(proj: Project) -> None:
+    proj.journey(
+        "slow",
+        """
+        id: slow
+        trigger: {event: go}
+        steps:
+          - id: soon
+            wait: 1826d
+          - id: a
+            email: {subject: "after five years less a day", body: "x"}
+          - id: later
+            wait: 1d
+          - id: b
+            email: {subject: "too late", body: "x"}
+        """,
+    )
+    # 2028-02-29 + 1826 days is 2033-02-28; five calendar years end on 2033-02-28 too.
+    records = proj.simulate([ev("go", at="2028-02-29T12:00:00Z", customer={"email": "a@x.com"})])
+    assert pick(records, "subject", "at", kind="message") == [
+        ("after five years less a day", "2033-02-28T12:00:00Z")
+    ]
+    assert [r["kind"] for r in records] == ["enter", "message"]  # still waiting, not lost

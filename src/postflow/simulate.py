@@ -19,7 +19,7 @@ from postflow import durations, engine
 from postflow.events import Event
 from postflow.store.memory import MemoryStore
 
-FIVE_YEARS = 5 * 365 * 86_400 * durations.US_PER_SECOND + 86_400 * durations.US_PER_SECOND
+HORIZON_YEARS = 5  # without --until, timers fire at most this many years after the last event
 FIELD_ORDER = (
     "kind",
     "at",
@@ -48,6 +48,16 @@ def record_json(record: dict[str, Any]) -> dict[str, Any]:
 def format_records(records: Iterable[dict[str, Any]]) -> bytes:
     """JSON Lines, one record per line."""
     return b"".join(orjson.dumps(record_json(r)) + b"\n" for r in records)
+
+
+def _years_after(us: int, years: int) -> int:
+    """The same calendar instant ``years`` later (29 February becomes 28 February)."""
+    moment = durations.to_datetime(us)
+    try:
+        later = moment.replace(year=moment.year + years)
+    except ValueError:
+        later = moment.replace(year=moment.year + years, day=28)
+    return durations.from_datetime(later)
 
 
 @dataclass(order=True)
@@ -99,7 +109,7 @@ class Simulation:
             return []
         assert self.last_at is not None
         tick_end = until if until is not None else self.last_at
-        timer_end = until if until is not None else self.last_at + FIVE_YEARS
+        timer_end = until if until is not None else _years_after(self.last_at, HORIZON_YEARS)
         ticks: list[_Tick] = []
         for machine in sorted(self.world.machines.values(), key=lambda m: m.id):
             trig = machine.trigger
