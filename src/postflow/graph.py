@@ -17,8 +17,11 @@ def _summary(step: Step) -> str:
     if step.kind == "wait":
         if step.until is not None:
             return f"wait until {step.until.source}"
-        text = f"wait {durations.format_duration(step.duration)}" if step.duration else "wait"
-        return f"{text} then {step.at.strftime('%H:%M')}" if step.at else text
+        text = f"wait {durations.format_duration(step.duration)}"
+        if step.at is None:
+            return text
+        at = step.at.strftime("%H:%M")
+        return f"{text} then {at} local" if step.duration else f"wait until {at} local"
     if step.kind == "wait_for":
         return f"wait for {step.event} ({durations.format_duration(step.timeout)})"
     if step.kind == "email":
