@@ -824,7 +824,7 @@ def test_graph_mermaid(review: Path, monkeypatch) -> None:
     assert 's_by_rating -->|"last_event.data.rating >= 4"| s_thanks' in out
     assert 's_by_rating -->|"else"| end_' in out
     assert 's_await_review -->|"timeout"| s_remind' in out
-    assert '__start -->|"order_delivered"| s_wait_3d' in out
+    assert 'trigger_ -->|"order_delivered"| s_wait_3d' in out
 
 
 def test_graph_dot(review: Path, monkeypatch) -> None:
@@ -841,7 +841,7 @@ def test_graph_of_a_journey_file(review: Path, monkeypatch) -> None:
     write(review, "elsewhere/other.yaml", CAPPED)
     result = invoke(review, monkeypatch, "graph", "elsewhere/other.yaml")
     assert result.exit_code == 0, result.stderr
-    assert result.stdout.splitlines()[:2] == ["flowchart TD", '  __start(["capped"])']
+    assert result.stdout.splitlines()[:2] == ["flowchart TD", '  trigger_(["capped"])']
     assert "  s_one --> s_two" in result.stdout
 
 
@@ -938,3 +938,124 @@ def test_config_timezone_acts_in_simulate(tmp_path: Path, monkeypatch) -> None:
     assert [r["at"] for r in jsonl(result.stdout) if r["kind"] == "message"] == [
         "2027-01-01T15:00:00Z"
     ]
+
+
+AUDIENCE = """
+id: hourly
+trigger: {schedule: "0 * * * *", audience: "true"}
+entry: {reentry: never}
+steps:
+  - id: hi
+    email: {subject: "Hi {{ customer.first_name }}", body: "x"}
+"""
+
+
+def test_case_customer_reaches_the_profile_with_the_first_event(
+    tmp_path: Path, monkeypatch
+) -> None:
+    write(tmp_path, "journeys/hourly.yaml", AUDIENCE)
+    write(
+        tmp_path,
+        "tests/a.test.yaml",
+        """
+        cases:
+          - name: nobody exists before their first event
+            start: "2027-01-01T00:00:00Z"
+            customer: {first_name: Ann, email: a@x.com}
+            events:
+              - {type: seen, customer_id: c1}
+              - {type: seen, customer_id: c2, at: "+3h"}
+            until: "+5h"
+            expect:
+              - {kind: enter, customer_id: c1, at: "+1h"}  # ticks fire before events
+              - {kind: enter, customer_id: c2, at: "+4h"}
+              - {kind: message, customer_id: c2, subject: "Hi Ann"}
+        """,
+    )
+    result = invoke(tmp_path, monkeypatch, "test")
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert summary(result.stdout) == "1 passed, 0 failed"
+
+
+def test_case_customer_is_validated_like_an_event(tmp_path: Path, monkeypatch) -> None:
+    write(tmp_path, "journeys/hourly.yaml", AUDIENCE)
+    write(
+        tmp_path,
+        "tests/tz.test.yaml",
+        """
+        cases:
+          - name: bad zone
+            start: "2027-01-01T00:00:00Z"
+            customer: {timezone: Mars/Olympus}
+            events:
+              - {type: seen, customer_id: c1}
+        """,
+    )
+    result = invoke(tmp_path, monkeypatch, "test")
+    assert result.exit_code == 1
+    assert "tests/tz.test.yaml:6:" in result.stderr
+    assert "unknown time zone 'Mars/Olympus'" in result.stderr
+
+
+def test_events_file_of_a_case_is_located_line_by_line(tmp_path: Path, monkeypatch) -> None:
+    write(tmp_path, "journeys/hourly.yaml", AUDIENCE)
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "bad.jsonl").write_text(
+        '{"type": "a", "customer_id": "c", "at": "+1x"}\n[1, 2]\n'
+        '{"type": "a", "customer_id": "c", "at": "2027-01-01T00:00:00"}\n'
+    )
+    (tmp_path / "tests" / "bin.jsonl").write_bytes(b"\xff\xfe\n")
+    write(
+        tmp_path,
+        "tests/f.test.yaml",
+        """
+        cases:
+          - {name: bad lines, start: "2027-01-01T00:00:00Z", events: bad.jsonl}
+        """,
+    )
+    write(
+        tmp_path,
+        "tests/g.test.yaml",
+        """
+        cases:
+          - {name: not utf-8, start: "2027-01-01T00:00:00Z", events: bin.jsonl}
+        """,
+    )
+    result = invoke(tmp_path, monkeypatch, "test")
+    assert result.exit_code == 1
+    lines = result.stderr.splitlines()
+    assert any(line.startswith("tests/bad.jsonl:1:1: error: bad duration") for line in lines)
+    assert any(line.startswith("tests/bad.jsonl:2:1: error: an event must be") for line in lines)
+    assert any(line.startswith("tests/bad.jsonl:3:1: error: timestamp") for line in lines)
+    assert any(line.startswith("tests/g.test.yaml:2:") and "cannot read" in line for line in lines)
+    assert "Traceback" not in result.stderr
+
+
+def test_timestamps_beyond_the_supported_range_are_refused(tmp_path: Path, monkeypatch) -> None:
+    write(tmp_path, "journeys/hourly.yaml", AUDIENCE)
+    path = events_file(
+        tmp_path, [{"type": "go", "customer_id": "c1", "at": "9999-12-30T00:00:00Z"}]
+    )
+    result = invoke(tmp_path, monkeypatch, "simulate", "--events", str(path))
+    assert result.exit_code == 1
+    assert "years 1000 to 8999 only" in result.stderr
+
+
+def test_graph_step_named_like_the_start_node(tmp_path: Path, monkeypatch) -> None:
+    write(
+        tmp_path,
+        "journeys/g.yaml",
+        """
+        id: g
+        trigger: {event: go}
+        steps:
+          - id: __start
+            wait: 1d
+          - id: w2
+            email: {subject: "x", body: "x"}
+        """,
+    )
+    result = invoke(tmp_path, monkeypatch, "graph", "g")
+    assert result.exit_code == 0
+    assert '  trigger_ -->|"go"| s___start' in result.stdout
+    assert "  s___start --> s_w2" in result.stdout

@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from postflow import durations
 from postflow.durations import (
     US_PER_SECOND,
     Cron,
@@ -200,7 +201,7 @@ def test_instants_name_one_moment(text: str, utc: str) -> None:
     assert format_instant(parse_instant(text)) == utc
 
 
-@given(st.integers(min_value=at("0001-01-02T00:00:00Z"), max_value=at("9999-12-30T00:00:00Z")))
+@given(st.integers(min_value=durations.MIN_INSTANT, max_value=durations.MAX_INSTANT))
 def test_format_and_parse_instant_round_trip(us: int) -> None:
     assert parse_instant(format_instant(us)) == us
 
@@ -407,7 +408,7 @@ def test_cron_bounds_are_inclusive() -> None:
 
 def test_cron_ticks_are_lazy() -> None:
     began = clock.perf_counter()
-    first = list(itertools.islice(cron_ticks("* * * * *", "UTC", 0, at("9999-01-01T00:00:00Z")), 3))
+    first = list(itertools.islice(cron_ticks("* * * * *", "UTC", 0, at("8999-01-01T00:00:00Z")), 3))
     assert [format_instant(t) for t in first] == [
         "1970-01-01T00:00:00Z",
         "1970-01-01T00:01:00Z",

@@ -614,3 +614,50 @@ def test_simulate_stops_timers_five_years_after_the_last_event(proj: Project) ->
         ("after five years less a day", "2033-02-28T12:00:00Z")
     ]
     assert [r["kind"] for r in records] == ["enter", "message"]  # still waiting, not lost
+
+
+def test_a_loop_at_one_instant_ends_with_error_instead_of_hanging(proj: Project) -> None:
+    """validate rejects this journey; the engine must still never spin forever."""
+    from postflow import config, loader, machine, simulate
+
+    doc = loader.load_yaml_text(
+        """
+id: spin
+trigger: {event: go}
+steps:
+  - id: a
+    set: {vars.n: "(vars.n or 0) + 1"}
+  - id: b
+    wait_for: {event: never, timeout: 0s, on_timeout: a}
+""",
+        "spin.yaml",
+    )
+    compiled, problems = machine.compile_journey(doc, proj.root / "templates")
+    assert compiled is not None and problems == []
+    world = engine.World.build({"spin": compiled}, config.load_settings(None))
+    records = simulate.simulate(world, [events.parse_event(ev("go"))])
+    assert [r["kind"] for r in records] == ["enter", "exit"]
+    assert records[1]["reason"] == "error" and "10000 steps" in records[1]["error"]
+
+
+def test_first_and_last_order_compare_as_instants(proj: Project) -> None:
+    proj.journey(
+        "facts",
+        """
+        id: facts
+        trigger: {event: check}
+        steps:
+          - id: s
+            email: {subject: "{{ customer.first_order_at }} {{ customer.last_order_at }}", body: "x"}
+        """,
+    )
+    records = proj.simulate(
+        [
+            ev("order_placed", at="2027-01-01T10:00:00Z", customer={"email": "a@x.com"}),
+            ev("order_placed", at="2027-01-01T10:00:00.500Z"),
+            ev("check", at="2027-01-02T00:00:00Z"),
+        ]
+    )
+    assert pick(records, "subject", kind="message") == [
+        ("2027-01-01T10:00:00Z 2027-01-01T10:00:00.500000Z",)
+    ]

@@ -510,24 +510,31 @@ def test_positive_wait_breaks_a_loop(tmp_path, monkeypatch, pause: str) -> None:
     assert problems(result) == []
 
 
-def test_wait_for_breaks_a_loop(tmp_path: Path, monkeypatch) -> None:
+@pytest.mark.parametrize(("timeout", "breaks"), [("1h", True), ("0s", False)])
+def test_wait_for_breaks_a_loop_when_its_timeout_is_positive(
+    tmp_path: Path, monkeypatch, timeout: str, breaks: bool
+) -> None:
     journey(
         tmp_path,
         "j",
-        """
+        f"""
         id: j
-        trigger: {event: signup}
+        trigger: {{event: signup}}
         steps:
           - id: nudge
-            email: {subject: "Hi", body: "x"}
+            email: {{subject: "Hi", body: "x"}}
           - id: listen
-            wait_for: {event: click, timeout: 0s, on_timeout: nudge}
+            wait_for: {{event: click, timeout: {timeout}, on_timeout: nudge}}
             next: nudge
         """,
     )
     result = validate(tmp_path, monkeypatch, "journeys")
-    assert result.exit_code == 0, result.stderr
-    assert problems(result) == []
+    if breaks:
+        assert result.exit_code == 0, result.stderr
+        assert problems(result) == []
+    else:  # a 0s timeout fires at the same instant: the loop could spin forever
+        assert result.exit_code == 1
+        assert "loop without a positive wait" in problems(result)[0]
 
 
 def test_self_loop_through_next_is_an_error(tmp_path: Path, monkeypatch) -> None:

@@ -40,6 +40,10 @@ _UNITS_US = {
 _MAX_DURATION_US = 36_525 * _UNITS_US["d"]
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _YEAR_10000 = 253_402_300_800  # seconds from the epoch to 10000-01-01
+# Accepted instants: far enough from datetime's limits that any wait, window or horizon
+# computed from them (durations are capped at about 100 years) stays printable.
+MIN_INSTANT = (datetime(1000, 1, 1, tzinfo=UTC) - _EPOCH) // timedelta(microseconds=1)
+MAX_INSTANT = (datetime(9000, 1, 1, tzinfo=UTC) - _EPOCH) // timedelta(microseconds=1) - 1
 _ONE_US = timedelta(microseconds=1)
 
 ZoneLike: TypeAlias = tzinfo | str
@@ -216,7 +220,8 @@ def parse_instant(text: str) -> int:
             int(year), int(month), int(day), int(hour), int(minute), int(second or 0), micro, tz
         )
         us = from_datetime(dt)
-        to_datetime(us)  # must also be printable as UTC (year 1..9999)
+        if not MIN_INSTANT <= us <= MAX_INSTANT:
+            raise ValueError("years 1000 to 8999 only (timers and windows must stay printable)")
         return us
     except (ValueError, OverflowError) as exc:
         raise DurationError(f"bad timestamp {_q(text)}: {exc}") from None

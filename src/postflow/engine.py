@@ -38,7 +38,7 @@ __all__ = [
 ]
 
 MAX_EMIT_CHAIN = 32
-MAX_STEPS_PER_INPUT = 10_000
+MAX_STEPS_PER_INSTANT = 10_000
 
 
 @dataclass(frozen=True)
@@ -139,6 +139,15 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_jsonable(v) for v in value]
     raise expressions.EvalError(f"value of type {type(value).__name__} cannot be stored")
+
+
+def _instant_or_none(value: Any) -> int | None:
+    if isinstance(value, str):
+        try:
+            return durations.parse_instant(value)
+        except durations.DurationError:
+            return None
+    return None
 
 
 class _StepError(Exception):
@@ -342,11 +351,11 @@ class _Run:
             spent = spent + total
         profile["total_spent"] = spent
         at = durations.format_instant(event.at)
-        first = profile.get("first_order_at")
-        if not isinstance(first, str) or at < first:
+        first = _instant_or_none(profile.get("first_order_at"))
+        if first is None or event.at < first:
             profile["first_order_at"] = at
-        last = profile.get("last_order_at")
-        if not isinstance(last, str) or at > last:
+        last = _instant_or_none(profile.get("last_order_at"))
+        if last is None or event.at > last:
             profile["last_order_at"] = at
 
     def suppression(self, event: Event) -> None:
@@ -490,8 +499,16 @@ class _Run:
 
     # -- stepping ------------------------------------------------------------------------
     def advance(self, machine: Machine, inst: Instance, step_id: str) -> None:
-        """Run steps from ``step_id`` until the instance blocks or ends, all at ``now``."""
-        for _ in range(MAX_STEPS_PER_INPUT):
+        """Run steps from ``step_id`` until the instance blocks or ends, all at ``now``.
+
+        Steps are counted per instance and instant, across inputs, so no loop can spin
+        forever at one logical time (``validate`` rejects such loops; this is the backstop)."""
+        counters = inst.counters
+        if counters.get("\0instant") != self.now:
+            counters["\0instant"] = self.now
+            counters["\0steps"] = 0
+        while counters["\0steps"] < MAX_STEPS_PER_INSTANT:
+            counters["\0steps"] += 1
             if inst.status != ACTIVE:
                 return
             if step_id == END:
@@ -508,7 +525,7 @@ class _Run:
             if outcome is False:
                 return  # blocked
             step_id = outcome if isinstance(outcome, str) else step.next
-        self.finish(inst, "error", f"more than {MAX_STEPS_PER_INPUT} steps at one instant")
+        self.finish(inst, "error", f"more than {MAX_STEPS_PER_INSTANT} steps at one instant")
 
     def run_step(
         self, machine: Machine, inst: Instance, step: Step, *, released: bool = False

@@ -10,7 +10,7 @@ from __future__ import annotations
 from postflow import durations
 from postflow.machine import END, Machine, Step
 
-START = "__start"
+START = "-start"  # no step id can start with "-": the trigger node never collides
 
 
 def _summary(step: Step) -> str:
@@ -74,9 +74,9 @@ def mermaid(machine: Machine) -> str:
         return _clip(text).replace('"', "#quot;")
 
     def node(name: str) -> str:
-        return "end_" if name == END else START if name == START else f"s_{name}"
+        return "end_" if name == END else "trigger_" if name == START else f"s_{name}"
 
-    lines = ["flowchart TD", f'  {START}(["{esc(machine.id)}"])']
+    lines = ["flowchart TD", f'  trigger_(["{esc(machine.id)}"])']
     for sid in machine.order:
         lines.append(f'  s_{sid}["{esc(sid)}<br/>{esc(_summary(machine.steps[sid]))}"]')
     lines.append("  end_((end))")

@@ -9,7 +9,7 @@ case reports the expectation that failed and the records around it, so the fix i
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,6 @@ import orjson
 
 from postflow import config, durations, engine, events, loader, project, simulate
 from postflow.problems import Problem, ProblemsError
-from postflow.state import CustomerState
 
 Path_ = tuple[str | int, ...]
 CONTEXT = 3  # records shown on each side of a failure
@@ -72,61 +71,78 @@ class _Times:
 def _case_events(
     doc: loader.Document, index: int, case: dict[str, Any], times: _Times
 ) -> list[events.Event]:
+    """The case's events, validated like any other, with times resolved. The case's
+    ``customer`` is merged into each customer's first event (the event's own keys win), so it
+    reaches the profile just before that event and is validated with it."""
     base: Path_ = ("cases", index, "events")
     source = case["events"]
     rows: list[tuple[Any, Path_, Problem | None]] = []
     if isinstance(source, str):
-        file = (Path(doc.path).parent / source).resolve()
-        if not file.is_file():
-            raise ProblemsError([doc.problem(base, f"events file not found: {file}")])
-        for number, line in enumerate(file.read_text(encoding="utf-8").splitlines(), 1):
-            if not line.strip():
+        file = Path(doc.path).parent / source
+        try:
+            text = file.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise ProblemsError([doc.problem(base, f"events file not found: {file}")]) from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ProblemsError(
+                [doc.problem(base, f"cannot read events file {file}: {exc}")]
+            ) from None
+        for number, raw in enumerate(text.splitlines(), 1):
+            if not raw.strip():
                 continue
+            where = Problem(str(file), number, 1, "error", "")
             try:
-                obj = orjson.loads(line)
+                rows.append((orjson.loads(raw), base, where))
             except orjson.JSONDecodeError as exc:
-                raise ProblemsError(
-                    [Problem(str(file), number, 1, "error", f"not valid JSON: {exc}")]
-                ) from None
-            rows.append((obj, base, Problem(str(file), number, 1, "error", "")))
+                raise ProblemsError([replace(where, message=f"not valid JSON: {exc}")]) from None
     else:
         rows = [(obj, (*base, j), None) for j, obj in enumerate(source)]
 
-    parsed: list[events.Event] = []
+    def problem(path: Path_, line: Problem | None, message: str) -> Problem:
+        """At the inline value, or at the line of the JSON Lines file."""
+        return doc.problem(path, message) if line is None else replace(line, message=message)
+
+    resolved: list[tuple[int, dict[str, Any], Path_, Problem | None]] = []
     problems: list[Problem] = []
-    for obj, path, line_problem in rows:
+    for obj, path, line in rows:
         if not isinstance(obj, dict):
-            problems.append(doc.problem(path, "an event must be a mapping"))
+            problems.append(problem(path, line, "an event must be a mapping"))
             continue
-        obj = dict(obj)
         if "at" not in obj and times.start is None:
-            where = doc.problem(path, "") if line_problem is None else line_problem
-            problems.append(
-                Problem(
-                    where.file,
-                    where.line,
-                    where.col,
-                    "error",
-                    "event has no `at` and the case has no `start` to default it to",
-                )
-            )
+            message = "event has no `at` and the case has no `start` to default it to"
+            problems.append(problem(path, line, message))
             continue
         try:
-            at_path = (*path, "at") if line_problem is None else path
-            obj["at"] = durations.format_instant(times.resolve(obj.get("at", "+0s"), at_path))
+            at = times.resolve(obj.get("at", "+0s"), (*path, "at") if line is None else path)
         except ProblemsError as exc:
-            problems.extend(exc.problems)
-            continue
-        try:
-            parsed.append(events.parse_event(obj))
-        except events.EventError as exc:
-            if line_problem is not None:
-                problems.append(
-                    Problem(line_problem.file, line_problem.line, 1, "error", f"bad event: {exc}")
-                )
+            if line is None:
+                problems.extend(exc.problems)
             else:
-                field_path = tuple(exc.field.split(".")) if exc.field else ()
-                problems.append(doc.problem((*path, *field_path), f"bad event: {exc}"))
+                problems.extend(replace(line, message=p.message) for p in exc.problems)
+            continue
+        resolved.append((at, dict(obj), path, line))
+
+    shared = case.get("customer")
+    if shared:
+        first: dict[Any, int] = {}
+        for i, (at, obj, _, _) in enumerate(resolved):
+            cid = obj.get("customer_id")
+            if cid not in first or at < resolved[first[cid]][0]:
+                first[cid] = i
+        for i in first.values():
+            obj = resolved[i][1]
+            own = obj.get("customer")
+            obj["customer"] = {**shared, **own} if isinstance(own, dict) else dict(shared)
+
+    parsed: list[events.Event] = []
+    for at, obj, path, line in resolved:
+        try:
+            obj["at"] = durations.format_instant(at)
+            parsed.append(events.parse_event(obj))
+        except (events.EventError, OverflowError, ValueError) as exc:
+            field = getattr(exc, "field", None)
+            target = (*path, *field.split(".")) if field and line is None else path
+            problems.append(problem(target, line, f"bad event: {exc}"))
     if problems:
         raise ProblemsError(problems)
     return parsed
@@ -164,11 +180,6 @@ def run_case(
     ]
 
     sim = simulate.Simulation(world)
-    customer = case.get("customer")
-    if customer:
-        for event in evts:
-            if event.customer_id not in sim.store.customers:
-                sim.store.save(CustomerState(event.customer_id, profile=dict(customer)))
     sim.ingest(evts)
     records = sim.run(until)
 

@@ -57,7 +57,7 @@ def _years_after(us: int, years: int) -> int:
         later = moment.replace(year=moment.year + years)
     except ValueError:
         later = moment.replace(year=moment.year + years, day=28)
-    return durations.from_datetime(later)
+    return min(durations.from_datetime(later), durations.MAX_INSTANT)
 
 
 @dataclass(order=True)

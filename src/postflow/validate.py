@@ -26,13 +26,17 @@ def _did_you_mean(name: str, known: list[str]) -> str:
 
 
 def _breaks_loop(step: dict[str, Any]) -> bool:
-    """A step that always lets logical time pass: a positive ``wait`` or any ``wait_for``."""
-    if "wait_for" in step:
-        return True
+    """A step that always lets logical time pass: a positive ``wait`` or a ``wait_for`` with a
+    positive timeout (at 0s it times out at the same instant)."""
     wait = step.get("wait")
-    if wait is None:
+    if "wait_for" in step:
+        text = step["wait_for"].get("timeout") if isinstance(step["wait_for"], dict) else None
+    elif isinstance(wait, str):
+        text = wait
+    elif isinstance(wait, dict):
+        text = wait.get("for")
+    else:
         return False
-    text = wait if isinstance(wait, str) else wait.get("for") if isinstance(wait, dict) else None
     if text is None:
         return False
     try:
