@@ -19,6 +19,8 @@ import orjson
 
 from postflow import config, engine, events, project, simulate
 
+REPEATS = 3
+
 JOURNEY = """\
 id: thanks
 trigger: {event: order_delivered}
@@ -61,25 +63,33 @@ def main() -> None:
         for i in range(customers)
     ]
     text = "\n".join(lines)
-    start = time.perf_counter()
-    parsed = events.read_events("bench.jsonl", text=text)
-    parse_s = time.perf_counter() - start
-    start = time.perf_counter()
-    records = simulate.simulate(world, parsed)
-    run_s = time.perf_counter() - start
-    start = time.perf_counter()
-    out = simulate.format_records(records)
-    format_s = time.perf_counter() - start
-    messages = sum(1 for r in records if r["kind"] == "message" and r["status"] == "sent")
-    assert messages == 2 * customers, messages
-    total = parse_s + run_s + format_s
+    runs = []
+    for _ in range(REPEATS):
+        start = time.perf_counter()
+        parsed = events.read_events("bench.jsonl", text=text)
+        parse_s = time.perf_counter() - start
+        start = time.perf_counter()
+        records = simulate.simulate(world, parsed)
+        run_s = time.perf_counter() - start
+        start = time.perf_counter()
+        out = simulate.format_records(records)
+        format_s = time.perf_counter() - start
+        messages = sum(1 for r in records if r["kind"] == "message" and r["status"] == "sent")
+        assert messages == 2 * customers, messages
+        runs.append((parse_s + run_s + format_s, parse_s, run_s, format_s))
+    runs.sort()
+    total, parse_s, run_s, format_s = runs[0]
+    median = runs[len(runs) // 2][0]
     print(
         f"simulate: {customers} customers, {len(records)} records, {len(out) / 1e6:.1f} MB output"
     )
-    print(f"  parse events: {parse_s:.2f} s   run: {run_s:.2f} s   format: {format_s:.2f} s")
     print(
-        f"  throughput: {customers / total:,.0f} customers/s end to end "
-        f"({customers / run_s:,.0f}/s engine only)   target: >= 10,000 customers/s"
+        f"  best of {REPEATS}: parse events {parse_s:.2f} s, run {run_s:.2f} s, format {format_s:.2f} s"
+    )
+    print(
+        f"  throughput: {customers / total:,.0f} customers/s end to end, best "
+        f"(median {customers / median:,.0f}/s; engine only {customers / run_s:,.0f}/s)"
+        "   target: >= 10,000 customers/s"
     )
 
 

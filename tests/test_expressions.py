@@ -432,3 +432,15 @@ def test_mapping_methods_are_not_reachable() -> None:
     with pytest.raises(EvalError):
         value("customer.update({'x': 1})")
     assert "x" not in make_scope()["customer"]
+
+
+def test_literal_values_are_evaluated_once_and_never_shared() -> None:
+    gold = compile_value("'gold'")
+    assert gold({}) == "gold"
+    listed = compile_value("[1, {'a': 2}]")
+    first = listed({})
+    first.append(3)
+    first[1]["a"] = 9
+    assert listed({}) == [1, {"a": 2}]  # a caller's mutation never leaks into the next call
+    assert compile_condition("true")({}) is True
+    assert compile_condition("none")({}) is False

@@ -14,9 +14,12 @@ from postflow.events import Event
 from postflow.state import CustomerState
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class OutboundMessage:
-    """A message the engine decided to send: what the outbox stores and a channel delivers."""
+    """A message the engine decided to send: what the outbox stores and a channel delivers.
+
+    Not frozen: one is built per message on the hot path, and a frozen dataclass pays a
+    ``object.__setattr__`` per field. Treat it as immutable all the same."""
 
     message_id: str
     customer_id: str

@@ -27,6 +27,7 @@ scope.
 from __future__ import annotations
 
 import calendar
+import copy
 import functools
 import operator
 import re
@@ -389,6 +390,10 @@ def _describe(exc: BaseException) -> str:
     return text
 
 
+_VARIES = object()
+"""Marks an expression that is not a literal constant."""
+
+
 class _Expression:
     __slots__ = ("source", "_template")
 
@@ -398,6 +403,9 @@ class _Expression:
 
     def _run(self, scope: Scope) -> Any:
         template = self._template
+        constant = template.pf_constant  # type: ignore[attr-defined]
+        if constant is not _VARIES:
+            return copy.deepcopy(constant) if isinstance(constant, (list, dict)) else constant
         context = template.new_context(scope)
         for _ in template.root_render_func(context):
             pass
@@ -508,7 +516,12 @@ def _compile_expression(source: str) -> JinjaTemplate:
         expr = _RewriteCompares().visit(expr)
         body = nodes.Template([nodes.Assign(nodes.Name("result", "store"), expr)], lineno=1)
         body.set_environment(env)
-        return _flatten_globals(env.from_string(body))
+        template = _flatten_globals(env.from_string(body))
+        try:  # a literal ("'gold'", "true", "3"): evaluate once, skip Jinja at run time
+            template.pf_constant = expr.as_const(nodes.EvalContext(env))  # type: ignore[attr-defined]
+        except Exception:
+            template.pf_constant = _VARIES  # type: ignore[attr-defined]
+        return template
     except TemplateSyntaxError as exc:
         raise _syntax_error(exc, source) from None
 

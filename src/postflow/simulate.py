@@ -120,18 +120,24 @@ class Simulation:
             if first is not None:
                 heapq.heappush(ticks, _Tick(first, machine.id, it))
 
+        never = durations.MAX_INSTANT + 1
+        event_end = until if until is not None else never
+        pending = self._events
         while True:
+            # The next input: timers before ticks before events at one instant.
             timer = self._peek_timer()
-            candidates: list[tuple[int, int]] = []
-            if timer is not None and timer <= timer_end:
-                candidates.append((timer, 0))
-            if ticks:
-                candidates.append((ticks[0].at, 1))
-            if self._events and (until is None or self._events[0][0] <= until):
-                candidates.append((self._events[0][0], 2))
-            if not candidates:
-                break
-            _, which = min(candidates)
+            if timer is None or timer > timer_end:
+                timer = never
+            tick_at = ticks[0].at if ticks else never
+            event_at = pending[0][0] if pending else never
+            if event_at > event_end:
+                event_at = never
+            if timer <= tick_at and timer <= event_at:
+                if timer == never:
+                    break
+                which = 0
+            else:
+                which = 1 if tick_at <= event_at else 2
             if which == 0:
                 due, customer_id, _, _, instance_id = heapq.heappop(self._timers)
                 del self._scheduled[instance_id]
