@@ -1073,3 +1073,33 @@ def test_bad_config_is_a_located_error(tmp_path, monkeypatch, text: str, expecte
     result = CliRunner().invoke(main, ["validate", "--config", "cfg.yaml"])
     assert result.exit_code == 1
     assert result.stderr.splitlines() == [expected]
+
+
+def test_independent_mistakes_are_all_reported_even_after_a_schema_error(
+    tmp_path: Path, monkeypatch
+) -> None:
+    journey(
+        tmp_path,
+        "j",
+        """
+        id: j
+        trigger: {event: go}
+        steps:
+          - id: w
+            wait: 3x
+          - id: e
+            emial: {subject: hi}
+          - id: f
+            email: {subject: "{{ customer.name ", body: hi}
+            next: nowhere
+        """,
+    )
+    result = validate(tmp_path, monkeypatch, "journeys")
+    assert result.exit_code == 1
+    found = [p.split(": error: ") for p in problems(result)]
+    assert [(where, message.split(" (")[0].split(":")[0]) for where, message in found] == [
+        ("journeys/j.yaml:5:11", "bad duration '3x'"),  # the schema's, not twice
+        ("journeys/j.yaml:7:5", "unknown key 'emial'"),
+        ("journeys/j.yaml:9:22", "unexpected end of template, expected 'end of print statement'."),
+        ("journeys/j.yaml:10:11", "unknown step 'nowhere'"),
+    ]

@@ -25,6 +25,7 @@ from postflow import durations, expressions
 from postflow.loader import Document
 from postflow.problems import Problem
 
+CANNOT_COMPILE = "cannot compile journey"
 END = "end"
 """Reserved step id: complete the instance now."""
 
@@ -310,7 +311,12 @@ class Compiler:
         steps: dict[str, Step] = {}
         for index, step in enumerate(data["steps"]):
             following = order[index + 1] if index + 1 < len(order) else END
-            compiled = self.compile_step(index, step, following)
+            try:
+                compiled = self.compile_step(index, step, following)
+            except (KeyError, TypeError, AttributeError, StopIteration, ValueError) as exc:
+                # Only a step the schema rejected gets here; its message is the schema's.
+                self.error(("steps", index), f"{CANNOT_COMPILE} step: {exc!r}")
+                continue
             steps.setdefault(compiled.id, compiled)
         if any(p.is_error for p in self.problems):
             return None
@@ -502,6 +508,6 @@ def compile_journey(doc: Document, templates_dir: Path) -> tuple[Machine | None,
     try:
         machine = compiler.compile()
     except (KeyError, TypeError, StopIteration) as exc:  # schema should have caught it
-        compiler.error((), f"cannot compile journey: {exc!r}")
+        compiler.error((), f"{CANNOT_COMPILE}: {exc!r}")
         machine = None
     return machine, compiler.problems

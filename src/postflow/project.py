@@ -74,6 +74,7 @@ def load_journeys(paths: Iterable[Path], templates_dir: Path) -> Journeys:
         schema = loader.schema_problems(doc, "journey")
         if schema:
             result.problems.extend(schema)
+            result.problems.extend(_beyond_schema(doc, templates_dir, schema))
             continue
         compiled, problems = machine.compile_journey(doc, templates_dir)
         problems.extend(validate.check_steps(doc))
@@ -89,6 +90,30 @@ def load_journeys(paths: Iterable[Path], templates_dir: Path) -> Journeys:
             result.machines[jid] = compiled
     result.problems.sort()
     return result
+
+
+def _beyond_schema(
+    doc: loader.Document, templates_dir: Path, schema: list[Problem]
+) -> list[Problem]:
+    """The compiler's and graph checks' findings in a file that failed the schema, so one run
+    shows every independent mistake. Best effort: where the shape is too broken to check
+    (a missing or mistyped key), the schema's message stands alone; a finding at a place the
+    schema already flagged is the same mistake and is dropped."""
+    problems: list[Problem] = []
+    for check in (
+        lambda: machine.compile_journey(doc, templates_dir)[1],
+        lambda: validate.check_steps(doc),
+    ):
+        try:
+            problems.extend(check())
+        except Exception:  # the shape is too broken here: the schema errors say why
+            continue
+    flagged = {(p.line, p.col) for p in schema}
+    return [
+        p
+        for p in problems
+        if (p.line, p.col) not in flagged and not p.message.startswith(machine.CANNOT_COMPILE)
+    ]
 
 
 def require_journeys(paths: Iterable[Path], templates_dir: Path) -> dict[str, machine.Machine]:
