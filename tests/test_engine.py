@@ -551,7 +551,7 @@ def test_sent_messages_reach_the_outbox_with_stable_ids(proj: Project) -> None:
         trigger: {event: go}
         steps:
           - id: mail
-            email: {subject: "Hello", template: hello, data: {code: "{{ trigger.data.code }}"}}
+            email: {subject: "Hello {{ data.code }}", template: hello, data: {code: "{{ trigger.data.code }}"}}
           - id: text
             sms: {body: "Code {{ trigger.data.code }}", transactional: true}
           - id: skipped
@@ -581,6 +581,7 @@ def test_sent_messages_reach_the_outbox_with_stable_ids(proj: Project) -> None:
         {"code": "K9"},
     )
     assert records[1]["body"] == "Hi Ann <3"  # the text part is the record's body
+    assert mail.subject == "Hello K9"  # email.data is template data
     assert (text.channel, text.to, text.text, text.transactional) == (
         "sms",
         "+15555550100",

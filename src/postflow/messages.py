@@ -117,11 +117,11 @@ def message(run: _Run, inst: Instance, step: Step) -> None:
     assert to is not None
     marketing = not step.transactional
     try:
-        subject = step.subject(scope) if step.subject is not None else None
         data = None
         if step.data is not None:
             data = evaluate_tree(step.data, scope)
             scope = {**scope, "data": data}
+        subject = step.subject(scope) if step.subject is not None else None
         text = step.text(scope) if step.text is not None else None
         html = step.html(scope) if step.html is not None else None
     except expressions.RenderError as exc:
