@@ -76,23 +76,9 @@ channels:
   sms: {provider: twilio, messaging_service_sid: MG123, base_url: "http://127.0.0.1:8998/"}
 """
 
-EXAMPLE_TEST = """\
-journeys: [review-request]          # optional; default: every journey of the config
-config: {limits: {email: {max: 3, per: 1d}}}   # optional overrides of postflow.yaml
-cases:
-  - name: five stars get a thank-you
-    start: "2027-01-10T12:00:00Z"   # event and expectation times may be `+DURATION` from here
-    customer: {email: ann@example.com, first_name: Ann, timezone: Europe/Berlin}  # optional
-    events:                         # inline list, or a path to a JSON Lines file
-      - {type: order_delivered, customer_id: c1,                            # at: +0s
-         data: {order_id: o1, total: 20, items: [{name: Tea}]}}
-      - {type: review_submitted, customer_id: c1, at: "+4d", data: {order_id: o1, rating: 5}}
-    until: "+30d"                   # optional: simulate up to here (default: until nothing is due)
-    expect:                         # records of section 3: an ordered subsequence
-      - {kind: message, step: ask, at: "+3d", status: sent}
-      - {kind: message, step: thanks, subject: "Thank you!"}
-      - {kind: exit, reason: completed}
-    no_other_messages: true         # fail on any message record not matched above
+EXAMPLE_TEST = (
+    contract_examples.TEST_FILE
+    + """\
   - name: from a file
     events: events.jsonl
     expect:
@@ -101,6 +87,7 @@ cases:
       - {kind: message, channel: sms, status: skipped, reason: no_consent, error: x,
          to: "+15555550100", body: hi}
 """
+)
 
 EXAMPLE_EVENT: dict[str, Any] = {
     "id": "evt_81",
