@@ -18,7 +18,9 @@ from conftest import write
 from postflow.cli import main
 
 REPO = Path(__file__).resolve().parent.parent
-SUMMARY = re.compile(r"^\d+ journey file\(s\), \d+ error\(s\), \d+ warning\(s\)$")
+SUMMARY = re.compile(
+    r"^\d+ journey file\(s\), (\d+ test file\(s\), )?\d+ error\(s\), \d+ warning\(s\)$"
+)
 PROBLEM = re.compile(
     r"^(?P<file>.+?):(?P<line>\d+):(?P<col>\d+): (?P<sev>error|warning): (?P<msg>.+)$"
 )
@@ -1103,3 +1105,18 @@ def test_independent_mistakes_are_all_reported_even_after_a_schema_error(
         ("journeys/j.yaml:9:22", "unexpected end of template, expected 'end of print statement'."),
         ("journeys/j.yaml:10:11", "unknown step 'nowhere'"),
     ]
+
+
+def test_a_test_file_named_explicitly_is_checked_as_a_test_file(
+    tmp_path: Path, monkeypatch
+) -> None:
+    journey(tmp_path, "j", CLEAN)
+    write(tmp_path, "journeys/j.test.yaml", "cases:\n  - {name: x, events: [], expct: []}\n")
+    result = validate(tmp_path, monkeypatch, "journeys/j.test.yaml", "journeys/j.yaml")
+    assert result.exit_code == 1
+    assert problems(result) == [
+        "journeys/j.test.yaml:2:27: error: unknown key 'expct' (did you mean 'expect'?)"
+    ]
+    assert result.stderr.splitlines()[-1] == (
+        "1 journey file(s), 1 test file(s), 1 error(s), 0 warning(s)"
+    )

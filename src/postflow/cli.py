@@ -88,7 +88,8 @@ def validate_command(
     """Check journey files: schema, expressions, templates, durations, cron, time zones,
     step references and loops.
 
-    PATHS are journey files or directories (default: the configured journeys directory).
+    PATHS are journey files or directories (default: the configured journeys directory); a
+    journey test file (*.test.yaml) named explicitly is checked against the test-file schema.
     Each problem prints as FILE:LINE:COL: error: MESSAGE (or warning:). Exit status: 0 clean
     (warnings alone included), 1 problems, 2 usage or a missing PATH.
 
@@ -104,10 +105,17 @@ def validate_command(
             if not target.exists() and (paths or journeys_dir):
                 raise project.MissingPath(str(target))
         loaded = project.load_journeys([t for t in targets if t.exists()], settings.templates)
-        print_problems(loaded.problems)
-        errors = len(loaded.errors)
-        warnings = len(loaded.problems) - errors
-        summary = f"{len(loaded.files)} journey file(s), {errors} error(s), {warnings} warning(s)"
+        found = list(loaded.problems)
+        tests = [t for t in targets if t.is_file() and project.is_test_file(t)]
+        for test_file in tests:  # named explicitly: checked as a test file, not a journey
+            found.extend(project.test_file_problems(test_file))
+        print_problems(found)
+        errors = sum(1 for p in found if p.is_error)
+        warnings = len(found) - errors
+        files = f"{len(loaded.files)} journey file(s)"
+        if tests:
+            files += f", {len(tests)} test file(s)"
+        summary = f"{files}, {errors} error(s), {warnings} warning(s)"
         click.echo(summary, err=True)
         if errors:
             sys.exit(1)
