@@ -444,3 +444,15 @@ def test_literal_values_are_evaluated_once_and_never_shared() -> None:
     assert listed({}) == [1, {"a": 2}]  # a caller's mutation never leaks into the next call
     assert compile_condition("true")({}) is True
     assert compile_condition("none")({}) is False
+
+
+def test_two_timestamps_compare_as_instants_not_as_text() -> None:
+    scope = {
+        "a": "2027-01-01T10:00:00.500000Z",
+        "b": "2027-01-01T10:00:00Z",
+        "c": "2027-01-01T11:00:00+01:00",
+    }
+    assert compile_condition("a > b")(scope)  # text order would say '.' < 'Z'
+    assert compile_condition("b == c")(scope)  # the same instant written two ways
+    assert not compile_condition("b < c")(scope)
+    assert compile_condition("'abc' < 'abd'")({})  # other strings keep text order

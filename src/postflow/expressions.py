@@ -187,15 +187,25 @@ def _finalize(value: Any) -> Any:
 
 
 # -- comparisons -----------------------------------------------------------------------------
+def _looks_like_instant(text: str) -> bool:
+    return len(text) >= 17 and text[4] == "-" and text[10] == "T" and text[:4].isdigit()
+
+
 def _coerce_times(a: Any, b: Any) -> tuple[Any, Any] | None:
     """Let an ISO string compare with a datetime (``customer.last_order_at < now``), because
-    event and profile times are strings in JSON while ``now`` is a datetime."""
+    event and profile times are strings in JSON while ``now`` is a datetime; and two ISO
+    timestamps compare as instants (``...T10:00:00.5Z`` is after ``...T10:00:00Z``, which text
+    order gets wrong)."""
     try:
+        if isinstance(a, str) and isinstance(b, str):
+            if _looks_like_instant(a) and _looks_like_instant(b):
+                return durations.parse_instant(a), durations.parse_instant(b)
+            return None
         if isinstance(a, datetime) and isinstance(b, str):
             return a, datetime.fromisoformat(b)
         if isinstance(b, datetime) and isinstance(a, str):
             return datetime.fromisoformat(a), b
-    except ValueError:
+    except (ValueError, durations.DurationError):
         pass
     return None
 
@@ -217,6 +227,10 @@ def _equal(a: Any, b: Any) -> bool:
 def _order(a: Any, b: Any, op: Callable[[Any, Any], Any]) -> bool:
     if a is None or b is None:
         return False
+    if isinstance(a, str) and isinstance(b, str):
+        pair = _coerce_times(a, b)
+        if pair is not None:
+            return bool(op(*pair))
     try:
         return bool(op(a, b))
     except TypeError:
