@@ -113,18 +113,16 @@ def parse_event(obj: Any, *, default_at: int | None = None) -> Event:
     )
 
 
-def iter_jsonl(text: str, path: str) -> Iterator[tuple[int, Any]]:
-    """Yield (line number, decoded value) for each non-blank line; a line that is not JSON
-    raises ProblemsError pointing at it."""
+def iter_jsonl(text: str, path: str, problems: list[Problem]) -> Iterator[tuple[int, Any]]:
+    """(line number, decoded value) for each non-blank line. A line that is not JSON is
+    reported in ``problems`` (file:line) and skipped, so every bad line is found in one run."""
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         try:
             yield number, orjson.loads(line)
         except orjson.JSONDecodeError as exc:
-            raise ProblemsError(
-                [Problem(path, number, 1, "error", f"not valid JSON: {exc}")]
-            ) from None
+            problems.append(Problem(path, number, 1, "error", f"not valid JSON: {exc}"))
 
 
 def read_events(
@@ -144,14 +142,7 @@ def read_events(
             ) from None
     events: list[Event] = []
     problems: list[Problem] = []
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            obj = orjson.loads(line)
-        except orjson.JSONDecodeError as exc:
-            problems.append(Problem(name, number, 1, "error", f"not valid JSON: {exc}"))
-            continue
+    for number, obj in iter_jsonl(text, name, problems):
         try:
             events.append(parse_event(obj, default_at=default_at))
         except EventError as exc:

@@ -87,14 +87,11 @@ def _case_events(
             raise ProblemsError(
                 [doc.problem(base, f"cannot read events file {file}: {exc}")]
             ) from None
-        for number, raw in enumerate(text.splitlines(), 1):
-            if not raw.strip():
-                continue
-            where = Problem(str(file), number, 1, "error", "")
-            try:
-                rows.append((orjson.loads(raw), base, where))
-            except orjson.JSONDecodeError as exc:
-                raise ProblemsError([replace(where, message=f"not valid JSON: {exc}")]) from None
+        not_json: list[Problem] = []
+        for number, obj in events.iter_jsonl(text, str(file), not_json):
+            rows.append((obj, base, Problem(str(file), number, 1, "error", "")))
+        if not_json:
+            raise ProblemsError(not_json)
     else:
         rows = [(obj, (*base, j), None) for j, obj in enumerate(source)]
 
