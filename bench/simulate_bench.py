@@ -46,7 +46,13 @@ def main() -> None:
         root = Path(tmp)
         (root / "journeys").mkdir()
         (root / "journeys" / "thanks.yaml").write_text(JOURNEY)
-        settings = config.load_settings(None)
+        # An explicit configuration (not whatever postflow.yaml the working directory has),
+        # with a frequency cap so the compliance path is measured too.
+        (root / "postflow.yaml").write_text(
+            "timezone: UTC\nlimits: {email: {max: 3, per: 1d}}\n"
+            'quiet_hours: {start: "21:00", end: "09:00", channels: [sms]}\n'
+        )
+        settings = config.load_settings(root / "postflow.yaml")
         machines = project.require_journeys([root / "journeys"], root / "templates")
     world = engine.World.build(machines, settings)
     lines = [

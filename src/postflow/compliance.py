@@ -81,5 +81,10 @@ def over_cap(
     """Marketing messages decided ``sent`` on ``channel`` with ``at`` in ``(now - per, now]``
     already reach ``maximum``."""
     floor = now - per
-    used = sum(1 for c, at in sent if c == channel and floor < at <= now)
-    return used >= maximum
+    used = 0
+    for c, at in sent:
+        if c == channel and floor < at <= now:
+            used += 1
+            if used >= maximum:
+                return True
+    return maximum <= 0

@@ -53,6 +53,7 @@ class World:
     settings: Settings
     versions: Mapping[tuple[str, str], Machine] = field(default_factory=dict)
     by_event: Mapping[str, tuple[Machine, ...]] = field(default_factory=dict)
+    cap_horizon: int = 0  # the longest frequency-cap window: older send history is dropped
 
     @classmethod
     def build(cls, machines: Mapping[str, Machine], settings: Settings) -> World:
@@ -66,6 +67,7 @@ class World:
             settings=settings,
             versions={(m.id, m.version): m for m in ordered},
             by_event={k: tuple(v) for k, v in by_event.items()},
+            cap_horizon=max((limit.per for limit in settings.limits.values()), default=0),
         )
 
     def machine_of(self, instance: Instance) -> Machine | None:
@@ -492,10 +494,10 @@ class _Run:
                     continue
             keep.append(inst)
         self.state.instances = keep
-        limits = self.settings.limits
-        if self.state.sent:
-            horizon = max((lim.per for lim in limits.values()), default=0)
-            self.state.sent = [(c, at) for c, at in self.state.sent if at > self.now - horizon]
+        sent = self.state.sent
+        if sent and sent[0][1] <= self.now - self.world.cap_horizon:
+            floor = self.now - self.world.cap_horizon
+            self.state.sent = [(c, at) for c, at in sent if at > floor]
 
     # -- stepping ------------------------------------------------------------------------
     def advance(self, machine: Machine, inst: Instance, step_id: str) -> None:
