@@ -182,7 +182,9 @@ def test_command(paths: tuple[str, ...], journeys_dir: str | None, config_path: 
             targets = [Path(p) for p in paths]
         else:
             targets = [
-                d for d in (journeys_dir_path(settings, journeys_dir), Path("tests")) if d.is_dir()
+                d
+                for d in (journeys_dir_path(settings, journeys_dir), settings.base_dir / "tests")
+                if d.is_dir()
             ]
         files = journey_tests.find_test_files(targets)
         passed = failed = 0
