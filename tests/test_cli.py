@@ -334,12 +334,15 @@ def test_simulate_missing_journeys_directory_option(welcome: Path) -> None:
     assert "Traceback" not in stderr
 
 
-def test_simulate_journeys_option(tmp_path: Path, monkeypatch) -> None:
+def test_simulate_journeys_option_and_a_missing_journeys_directory(
+    tmp_path: Path, monkeypatch
+) -> None:
     write(tmp_path, "flows/welcome.yaml", WELCOME)
     events_file(tmp_path, [signup("c1")])
     result = invoke(tmp_path, monkeypatch, "simulate", "--events", "events.jsonl")
-    assert result.exit_code == 0
-    assert result.stdout == ""  # no ./journeys: nothing enters
+    assert result.exit_code == 2  # no ./journeys: a missing PATH, not a silent empty run
+    assert "journeys (the journeys directory)" in result.stderr
+    assert result.stdout == ""
     result = invoke(
         tmp_path, monkeypatch, "simulate", "--events", "events.jsonl", "--journeys", "flows"
     )
@@ -906,8 +909,10 @@ def test_missing_config_file_is_named(welcome: Path) -> None:
     events_file(welcome, [signup("c1")])
     proc = run(welcome, "simulate", "--events", "events.jsonl", "--config", "nope.yaml")
     stderr = proc.stderr.decode()
-    assert proc.returncode == 1
-    assert stderr.splitlines() == ["nope.yaml:1:1: error: configuration file not found"]
+    assert proc.returncode == 2  # a missing PATH is a usage error
+    assert stderr.splitlines() == [
+        "error: no such file or directory: nope.yaml (the configuration file)"
+    ]
     assert "Traceback" not in stderr
 
 

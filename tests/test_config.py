@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from postflow import config, durations
-from postflow.problems import ProblemsError
+from postflow.problems import MissingPath, ProblemsError
 
 
 def test_defaults_without_a_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -76,9 +76,9 @@ def test_bad_config_is_located(
 
 
 def test_missing_explicit_file_is_named(tmp_path: Path) -> None:
-    with pytest.raises(ProblemsError) as caught:
+    with pytest.raises(MissingPath) as caught:
         config.load_settings(tmp_path / "nope.yaml")
-    assert "not found" in str(caught.value) and "nope.yaml" in str(caught.value)
+    assert "nope.yaml" in str(caught.value)
 
 
 def test_overrides_merge_deeply(tmp_path: Path) -> None:

@@ -58,10 +58,9 @@ def parse_time_option(value: str | None, name: str) -> int | None:
 
 def build_world(settings: config.Settings, journeys_option: str | None) -> engine.World:
     directory = journeys_dir_path(settings, journeys_option)
-    if journeys_option and not directory.exists():
-        raise project.MissingPath(str(directory))
-    paths = [directory] if directory.exists() else []
-    machines = project.require_journeys(paths, settings.templates)
+    if not directory.exists():
+        raise project.MissingPath(f"{directory} (the journeys directory)")
+    machines = project.require_journeys([directory], settings.templates)
     return engine.World.build(machines, settings)
 
 
@@ -102,7 +101,7 @@ def validate_command(
         settings = load_settings(config_path)
         targets = [Path(p) for p in paths] or [journeys_dir_path(settings, journeys_dir)]
         for target in targets:
-            if not target.exists() and (paths or journeys_dir):
+            if not target.exists():
                 raise project.MissingPath(str(target))
         loaded = project.load_journeys([t for t in targets if t.exists()], settings.templates)
         found = list(loaded.problems)
@@ -178,6 +177,8 @@ def test_command(paths: tuple[str, ...], journeys_dir: str | None, config_path: 
 
     with reported():
         settings = load_settings(config_path)
+        if journeys_dir and not Path(journeys_dir).is_dir():
+            raise project.MissingPath(f"{journeys_dir} (the journeys directory)")
         if paths:
             targets = [Path(p) for p in paths]
         else:

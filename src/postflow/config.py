@@ -21,7 +21,7 @@ import yaml
 
 from postflow import durations, loader
 from postflow.machine import MESSAGE_KINDS, QuietHours
-from postflow.problems import Problem, ProblemsError
+from postflow.problems import MissingPath, Problem, ProblemsError
 
 DEFAULT_DATABASE = "sqlite:///postflow.db"
 
@@ -88,7 +88,7 @@ def load_settings(
     doc: loader.Document | None = None
     if path is not None:
         if not path.is_file():
-            raise ProblemsError([Problem(str(path), 1, 1, "error", "configuration file not found")])
+            raise MissingPath(f"{path} (the configuration file)")
         doc = loader.load_yaml(path)
         if not isinstance(doc.data, dict):
             raise ProblemsError([doc.problem((), "the configuration must be a mapping")])

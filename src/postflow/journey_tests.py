@@ -237,9 +237,9 @@ def run_file(path: Path, config_path: str | None, journeys_dir: str | None) -> l
         overrides_at=("config",),
     )
     directory = Path(journeys_dir) if journeys_dir else settings.journeys
-    machines = project.require_journeys(
-        [directory] if directory.exists() else [], settings.templates
-    )
+    if not directory.is_dir():
+        raise project.MissingPath(f"{directory} (the journeys directory)")
+    machines = project.require_journeys([directory], settings.templates)
     wanted = doc.data.get("journeys")
     if wanted is not None:
         unknown = [

@@ -34,3 +34,8 @@ class ProblemsError(Exception):
     def __init__(self, problems: list[Problem]) -> None:
         self.problems = sorted(problems)
         super().__init__("\n".join(str(p) for p in self.problems))
+
+
+class MissingPath(Exception):
+    """A file or directory named on the command line (or as the configuration) does not
+    exist: a usage error, exit status 2."""

@@ -13,14 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from postflow import loader, machine, validate
-from postflow.problems import Problem, ProblemsError
+from postflow.problems import MissingPath, Problem, ProblemsError
+
+__all__ = ["Journeys", "MissingPath", "journey_files", "load_journeys", "require_journeys"]
 
 JOURNEY_SUFFIXES = (".yaml", ".yml")
 TEST_SUFFIXES = (".test.yaml", ".test.yml")
-
-
-class MissingPath(Exception):
-    """A path given on the command line does not exist (a usage error: exit 2)."""
 
 
 @dataclass

@@ -98,6 +98,8 @@ def check_steps(doc: Document) -> list[Problem]:
     graph: dict[str, list[tuple[str, Path]]] = {}
     for index, step in enumerate(steps):
         following = steps[index + 1]["id"] if index + 1 < len(steps) else END
+        if following != END and first_at.get(following) != index + 1:
+            following = END  # a duplicate id (reported above): no edge to its twin
         edges = _edges(step, index, following)
         checked = list(edges)
         if "next" in step and all(p[-1] != "next" for _, p in edges):
