@@ -1120,3 +1120,40 @@ def test_a_test_file_named_explicitly_is_checked_as_a_test_file(
     assert result.stderr.splitlines()[-1] == (
         "1 journey file(s), 1 test file(s), 1 error(s), 0 warning(s)"
     )
+
+
+def test_unknown_names_warn_and_braces_in_expressions_are_errors(
+    tmp_path: Path, monkeypatch
+) -> None:
+    write(tmp_path, "templates/t.txt", "Hi {{ customer.first_name }}\n{{ custmer.x }}\n")
+    journey(
+        tmp_path,
+        "j",
+        """
+        id: j
+        trigger: {event: go, if: "evnt.data.total > 10"}
+        entry: {key: "{{ trigger.data.order_id }}"}
+        steps:
+          - id: e
+            email:
+              subject: "Hi {{ customer.first_name }} {{ data.code }}"
+              body: |
+                Hello
+                {{ days_snce(now) }}
+              data: {code: "{{ trigger.data.code }}"}
+          - id: s
+            sms: {template: t}
+        """,
+    )
+    result = validate(tmp_path, monkeypatch, "journeys")
+    assert result.exit_code == 1  # the braces are an error; unknown names only warn
+    assert problems(result) == [
+        "journeys/j.yaml:2:26: warning: unknown name 'evnt' (did you mean 'event'?): "
+        "it is undefined when the journey runs",
+        "journeys/j.yaml:3:14: error: conditions, keys and values are expressions: "
+        "write them without {{ }}",
+        "journeys/j.yaml:10:13: warning: unknown name 'days_snce' (did you mean 'days_since'?): "
+        "it is undefined when the journey runs",
+        "templates/t.txt:2:4: warning: unknown name 'custmer' (did you mean 'customer'?): "
+        "it is undefined when the journey runs",
+    ]

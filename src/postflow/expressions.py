@@ -37,7 +37,7 @@ from datetime import date, datetime, time, timedelta
 from typing import Any, NoReturn
 from zoneinfo import ZoneInfo
 
-from jinja2 import ChainableUndefined, StrictUndefined, Undefined, nodes, pass_context
+from jinja2 import ChainableUndefined, StrictUndefined, Undefined, meta, nodes, pass_context
 from jinja2 import Template as JinjaTemplate
 from jinja2.exceptions import SecurityError, TemplateSyntaxError, UndefinedError
 from jinja2.lexer import describe_token
@@ -569,3 +569,27 @@ def compile_template(source: str, *, autoescape: bool = False, name: str | None 
     if not _DYNAMIC.search(source):
         return Template(source, name, None)
     return Template(source, name, _compile_template(source, autoescape, name))
+
+
+# -- names -----------------------------------------------------------------------------------
+SCOPE_NAMES = frozenset({"customer", "trigger", "event", "last_event", "vars", "instance", "now"})
+"""The names the engine puts in every scope (contract §2)."""
+FUNCTION_NAMES = frozenset({"days_since", "hours_since", "duration", "is_anniversary", "catalog"})
+"""postflow's own functions (contract §2), for "did you mean" hints."""
+
+
+def free_names(source: str, *, template: bool) -> set[str]:
+    """Top-level names an expression or template reads that it does not define itself (loop
+    variables and ``{% set %}`` are its own) and that are not functions: ``validate`` warns
+    about the ones outside :data:`SCOPE_NAMES`, since a typo such as ``custmer`` would make a
+    condition always false or a message always fail. The source must already compile."""
+    env = _TEMPLATES[False] if template else _EXPRESSIONS
+    if template:
+        if not _DYNAMIC.search(source):
+            return set()
+        ast = env.parse(source)
+    else:
+        parser = Parser(env, source, state="variable")
+        ast = nodes.Template([nodes.Output([parser.parse_expression()])], lineno=1)
+        ast.set_environment(env)
+    return set(meta.find_undeclared_variables(ast)) - set(env.globals)

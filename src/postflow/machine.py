@@ -12,8 +12,10 @@ so one ``validate`` run reports every mistake in a file.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import time
@@ -192,24 +194,60 @@ class Compiler:
         line = self.doc.text_line(path, max(getattr(exc, "line", 1), 1))
         self.problems.append(Problem(self.doc.path, line, col, "error", exc.message))
 
+    def _braced(self, path: tuple[str | int, ...], source: Any) -> bool:
+        """``if: "{{ x }}"``: a common slip (conditions and values are expressions already);
+        Jinja's own message for it ("expected token ':'") helps nobody."""
+        if isinstance(source, str) and source.strip().startswith("{{"):
+            self.error(
+                path, "conditions, keys and values are expressions: write them without {{ }}"
+            )
+            return True
+        return False
+
+    def _check_names(self, path: tuple[str | int, ...], source: str, *, template: bool) -> None:
+        """Warn about names that are never in scope (``custmer``): the condition would be always
+        false, the message always a render error. A warning, not an error: a template may
+        mean to fail, or guard the name with ``is defined``."""
+        allowed = TEMPLATE_NAMES if template else expressions.SCOPE_NAMES
+        for name in sorted(expressions.free_names(source, template=template) - allowed):
+            line, col = _first_use(source, name)
+            _, value_col = self.doc.where(path)
+            self.problems.append(
+                Problem(
+                    self.doc.path,
+                    self.doc.text_line(path, line),
+                    value_col,
+                    "warning",
+                    _unknown_name(name),
+                )
+            )
+
     def condition(self, path: tuple[str | int, ...], source: Any) -> expressions.Condition | None:
         if source is None:
             return None
+        if self._braced(path, source):
+            return None
         try:
-            return expressions.compile_condition(str(source))
+            compiled = expressions.compile_condition(str(source))
         except expressions.ExpressionSyntaxError as exc:
             self._expr_error(path, exc)
             return None
+        self._check_names(path, str(source), template=False)
+        return compiled
 
     def value(self, path: tuple[str | int, ...], source: Any) -> Any:
         """A value: a string is an expression; numbers, booleans and null are literals."""
         if not isinstance(source, str):
             return _Literal(source)
+        if self._braced(path, source):
+            return _Literal(None)
         try:
-            return expressions.compile_value(source)
+            compiled = expressions.compile_value(source)
         except expressions.ExpressionSyntaxError as exc:
             self._expr_error(path, exc)
             return _Literal(None)
+        self._check_names(path, source, template=False)
+        return compiled
 
     def template(
         self, path: tuple[str | int, ...], source: Any, *, autoescape: bool = False
@@ -217,10 +255,12 @@ class Compiler:
         if source is None:
             return None
         try:
-            return expressions.compile_template(str(source), autoescape=autoescape)
+            compiled = expressions.compile_template(str(source), autoescape=autoescape)
         except expressions.ExpressionSyntaxError as exc:
             self._expr_error(path, exc)
             return None
+        self._check_names(path, str(source), template=True)
+        return compiled
 
     def template_tree(self, path: tuple[str | int, ...], value: Any) -> Any:
         """Compile every string in a JSON-like value as a template (webhook json, email data)."""
@@ -247,7 +287,9 @@ class Compiler:
             return None
         self.template_files[f"{name}{suffix}"] = text
         try:
-            return expressions.compile_template(text, autoescape=suffix == ".html", name=str(file))
+            compiled = expressions.compile_template(
+                text, autoescape=suffix == ".html", name=str(file)
+            )
         except expressions.ExpressionSyntaxError as exc:
             self.problems.append(
                 Problem(
@@ -255,6 +297,10 @@ class Compiler:
                 )
             )
             return None
+        for name in sorted(expressions.free_names(text, template=True) - TEMPLATE_NAMES):
+            line, col = _first_use(text, name)
+            self.problems.append(Problem(str(file), line, col, "warning", _unknown_name(name)))
+        return compiled
 
     def duration(self, path: tuple[str | int, ...], text: Any) -> int:
         try:
@@ -477,6 +523,26 @@ class Compiler:
                 ),
             )
         return Step(**common, goto=body)
+
+
+TEMPLATE_NAMES = expressions.SCOPE_NAMES | {"data"}
+"""Names a template may read: the scope, and an email's ``data``."""
+
+
+def _unknown_name(name: str) -> str:
+    known = sorted(TEMPLATE_NAMES)
+    close = difflib.get_close_matches(name, known + sorted(expressions.FUNCTION_NAMES), n=1)
+    hint = f" (did you mean '{close[0]}'?)" if close else f" (known: {', '.join(known)})"
+    return f"unknown name '{name}'{hint}: it is undefined when the journey runs"
+
+
+def _first_use(text: str, name: str) -> tuple[int, int]:
+    """(line, column) of the first whole-word use of ``name`` in ``text``, 1-based."""
+    found = re.search(rf"(?<![\w.]){re.escape(name)}\b", text)
+    if found is None:
+        return 1, 1
+    before = text[: found.start()]
+    return before.count("\n") + 1, found.start() - (before.rfind("\n") + 1) + 1
 
 
 @dataclass(frozen=True)
