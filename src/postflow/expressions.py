@@ -37,7 +37,7 @@ from datetime import date, datetime, time, timedelta
 from typing import Any, NoReturn
 from zoneinfo import ZoneInfo
 
-from jinja2 import ChainableUndefined, StrictUndefined, Undefined, meta, nodes, pass_context
+from jinja2 import ChainableUndefined, StrictUndefined, Undefined, nodes, pass_context
 from jinja2 import Template as JinjaTemplate
 from jinja2.exceptions import SecurityError, TemplateSyntaxError, UndefinedError
 from jinja2.lexer import describe_token
@@ -527,6 +527,7 @@ def _compile_expression(source: str) -> JinjaTemplate:
             current = parser.stream.current
             message = f"unexpected {describe_token(current)!r} after the expression"
             raise TemplateSyntaxError(message, current.lineno)
+        names = _names_in(expr)
         expr = _RewriteCompares().visit(expr)
         body = nodes.Template([nodes.Assign(nodes.Name("result", "store"), expr)], lineno=1)
         body.set_environment(env)
@@ -535,6 +536,7 @@ def _compile_expression(source: str) -> JinjaTemplate:
             template.pf_constant = expr.as_const(nodes.EvalContext(env))  # type: ignore[attr-defined]
         except Exception:
             template.pf_constant = _VARIES  # type: ignore[attr-defined]
+        template.pf_names = names  # type: ignore[attr-defined]
         return template
     except TemplateSyntaxError as exc:
         raise _syntax_error(exc, source) from None
@@ -544,10 +546,13 @@ def _compile_expression(source: str) -> JinjaTemplate:
 def _compile_template(source: str, autoescape: bool, name: str | None) -> JinjaTemplate:
     env = _TEMPLATES[autoescape]
     try:
-        code = env.compile(source, name, name)
+        ast = env.parse(source, name, name)
+        code = env.compile(ast, name, name)
     except TemplateSyntaxError as exc:
         raise _syntax_error(exc, source) from None
-    return _flatten_globals(env.template_class.from_code(env, code, env.make_globals(None)))
+    template = _flatten_globals(env.template_class.from_code(env, code, env.make_globals(None)))
+    template.pf_names = _names_in(ast)  # type: ignore[attr-defined]
+    return template
 
 
 def compile_condition(source: str) -> Condition:
@@ -578,18 +583,21 @@ FUNCTION_NAMES = frozenset({"days_since", "hours_since", "duration", "is_anniver
 """postflow's own functions (contract §2), for "did you mean" hints."""
 
 
-def free_names(source: str, *, template: bool) -> set[str]:
-    """Top-level names an expression or template reads that it does not define itself (loop
-    variables and ``{% set %}`` are its own) and that are not functions: ``validate`` warns
-    about the ones outside :data:`SCOPE_NAMES`, since a typo such as ``custmer`` would make a
-    condition always false or a message always fail. The source must already compile."""
-    env = _TEMPLATES[False] if template else _EXPRESSIONS
-    if template:
-        if not _DYNAMIC.search(source):
-            return set()
-        ast = env.parse(source)
-    else:
-        parser = Parser(env, source, state="variable")
-        ast = nodes.Template([nodes.Output([parser.parse_expression()])], lineno=1)
-        ast.set_environment(env)
-    return set(meta.find_undeclared_variables(ast)) - set(env.globals)
+def _names_in(ast: nodes.Node) -> frozenset[str]:
+    """Top-level names a parsed expression or template reads but does not define itself (a
+    name stored anywhere, by ``for``, ``set`` or a macro, is its own), less the globals.
+    Computed at compile time from the parse Jinja does anyway: ``validate`` warns about the
+    ones outside :data:`SCOPE_NAMES`, since a typo such as ``custmer`` would make a condition
+    always false or a message always fail."""
+    loaded: set[str] = set()
+    defined: set[str] = set()
+    for name in ast.find_all(nodes.Name):
+        (loaded if name.ctx == "load" else defined).add(name.name)
+    return frozenset(loaded - defined - set(_EXPRESSIONS.globals))
+
+
+def free_names(compiled: Condition | Value | Template) -> frozenset[str]:
+    """The names a compiled expression or template reads from its scope (see
+    :func:`_names_in`); a constant template reads none."""
+    jinja = compiled._template
+    return frozenset() if jinja is None else jinja.pf_names  # type: ignore[attr-defined]

@@ -204,12 +204,18 @@ class Compiler:
             return True
         return False
 
-    def _check_names(self, path: tuple[str | int, ...], source: str, *, template: bool) -> None:
+    def _check_names(
+        self,
+        path: tuple[str | int, ...],
+        source: str,
+        compiled: expressions.Condition | expressions.Value | expressions.Template,
+    ) -> None:
         """Warn about names that are never in scope (``custmer``): the condition would be always
         false, the message always a render error. A warning, not an error: a template may
         mean to fail, or guard the name with ``is defined``."""
+        template = isinstance(compiled, expressions.Template)
         allowed = TEMPLATE_NAMES if template else expressions.SCOPE_NAMES
-        for name in sorted(expressions.free_names(source, template=template) - allowed):
+        for name in sorted(expressions.free_names(compiled) - allowed):
             line, col = _first_use(source, name)
             _, value_col = self.doc.where(path)
             self.problems.append(
@@ -232,7 +238,7 @@ class Compiler:
         except expressions.ExpressionSyntaxError as exc:
             self._expr_error(path, exc)
             return None
-        self._check_names(path, str(source), template=False)
+        self._check_names(path, str(source), compiled)
         return compiled
 
     def value(self, path: tuple[str | int, ...], source: Any) -> Any:
@@ -246,7 +252,7 @@ class Compiler:
         except expressions.ExpressionSyntaxError as exc:
             self._expr_error(path, exc)
             return _Literal(None)
-        self._check_names(path, source, template=False)
+        self._check_names(path, source, compiled)
         return compiled
 
     def template(
@@ -259,7 +265,7 @@ class Compiler:
         except expressions.ExpressionSyntaxError as exc:
             self._expr_error(path, exc)
             return None
-        self._check_names(path, str(source), template=True)
+        self._check_names(path, str(source), compiled)
         return compiled
 
     def template_tree(self, path: tuple[str | int, ...], value: Any) -> Any:
@@ -297,7 +303,7 @@ class Compiler:
                 )
             )
             return None
-        for name in sorted(expressions.free_names(text, template=True) - TEMPLATE_NAMES):
+        for name in sorted(expressions.free_names(compiled) - TEMPLATE_NAMES):
             line, col = _first_use(text, name)
             self.problems.append(Problem(str(file), line, col, "warning", _unknown_name(name)))
         return compiled
