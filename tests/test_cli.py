@@ -827,7 +827,7 @@ def test_graph_mermaid(review: Path, monkeypatch) -> None:
     assert 's_by_rating -->|"last_event.data.rating >= 4"| s_thanks' in out
     assert 's_by_rating -->|"else"| end_' in out
     assert 's_await_review -->|"timeout"| s_remind' in out
-    assert 'trigger_ -->|"order_delivered"| s_wait_3d' in out
+    assert 'trigger_ -->|"order_delivered if event.data.total > 0"| s_wait_3d' in out
 
 
 def test_graph_dot(review: Path, monkeypatch) -> None:

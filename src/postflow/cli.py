@@ -141,7 +141,7 @@ def simulate_command(
     \b
     Example:
       postflow simulate --events examples/events.jsonl --journeys journeys
-      postflow simulate --events examples/events.jsonl --until 2027-02-01T00:00:00Z
+      postflow simulate --events examples/events.jsonl --until 2027-03-05T00:00:00Z
     """
     until_us = parse_time_option(until, "--until")
     with reported():

@@ -41,7 +41,12 @@ def _summary(step: Step) -> str:
 def edges(machine: Machine) -> list[tuple[str, str, str]]:
     """(source, target, label) for every transition, in step order."""
     trig = machine.trigger
-    start_label = trig.event or f"schedule {trig.schedule.expr if trig.schedule else ''}"
+    if trig.event is not None:
+        start_label = trig.event + (f" if {trig.condition.source}" if trig.condition else "")
+    else:
+        schedule = trig.schedule.expr if trig.schedule else ""
+        audience = f" if {trig.audience.source}" if trig.audience else ""
+        start_label = f"schedule {schedule}{audience}"
     out: list[tuple[str, str, str]] = [(START, machine.first, start_label)]
     for sid in machine.order:
         step = machine.steps[sid]
