@@ -411,7 +411,8 @@ def test_failing_expectation_names_case_expectation_and_nearby_records(
     lines = result.stdout.splitlines()
     assert "FAIL tests/review.test.yaml: the ask comes on day three" in lines
     assert (
-        '  expected (line 9): {"kind":"message","step":"ask","at":"2027-01-12T12:00:00Z"}' in lines
+        "  tests/review.test.yaml:9:9: expected "
+        '{"kind":"message","step":"ask","at":"2027-01-12T12:00:00Z"}' in lines
     )
     # The records around it show what did happen: the ask on day three.
     nearby = [json.loads(line) for line in lines if line.startswith("    {")]
@@ -438,7 +439,7 @@ def test_expectations_are_an_ordered_subsequence(review: Path, monkeypatch) -> N
     result = invoke(review, monkeypatch, "test", "tests/order.test.yaml")
     assert result.exit_code == 1
     assert "FAIL tests/order.test.yaml: exit before ask is out of order" in result.stdout
-    assert '  expected (line 9): {"kind":"message","step":"ask"}' in result.stdout
+    assert '  tests/order.test.yaml:9:9: expected {"kind":"message","step":"ask"}' in result.stdout
     assert summary(result.stdout) == "0 passed, 1 failed"
 
 

@@ -1157,3 +1157,31 @@ def test_unknown_names_warn_and_braces_in_expressions_are_errors(
         "templates/t.txt:2:4: warning: unknown name 'custmer' (did you mean 'customer'?): "
         "it is undefined when the journey runs",
     ]
+
+
+def test_validate_checks_a_test_file_as_deeply_as_test_would(tmp_path: Path, monkeypatch) -> None:
+    journey(tmp_path, "j", CLEAN)
+    write(
+        tmp_path,
+        "journeys/j.test.yaml",
+        """
+        journeys: [welcom]
+        cases:
+          - name: relative without start
+            events: [{type: signup, customer_id: c1, at: "+1d"}]
+          - name: missing events file
+            start: "2027-01-01T00:00:00Z"
+            events: nowhere.jsonl
+        """,
+    )
+    result = validate(tmp_path, monkeypatch, "journeys/j.test.yaml")
+    assert result.exit_code == 1
+    found = problems(result)
+    assert [p.split(": error: ")[0] for p in found] == [
+        "journeys/j.test.yaml:1:12",
+        "journeys/j.test.yaml:4:50",
+        "journeys/j.test.yaml:7:13",
+    ]
+    assert "unknown journey 'welcom'" in found[0]
+    assert "needs the case's `start`" in found[1]
+    assert "events file not found" in found[2]

@@ -14,7 +14,16 @@ from pathlib import Path
 
 import click
 
-from postflow import __version__, config, durations, engine, events, project, simulate
+from postflow import (
+    __version__,
+    config,
+    durations,
+    engine,
+    events,
+    journey_tests,
+    project,
+    simulate,
+)
 from postflow.problems import Problem, ProblemsError
 
 CONFIG_OPTION = click.option(
@@ -107,7 +116,7 @@ def validate_command(
         found = list(loaded.problems)
         tests = [t for t in targets if t.is_file() and project.is_test_file(t)]
         for test_file in tests:  # named explicitly: checked as a test file, not a journey
-            found.extend(project.test_file_problems(test_file))
+            found.extend(journey_tests.check_file(test_file, config_path, journeys_dir))
         print_problems(found)
         errors = sum(1 for p in found if p.is_error)
         warnings = len(found) - errors
@@ -173,8 +182,6 @@ def test_command(paths: tuple[str, ...], journeys_dir: str | None, config_path: 
       postflow test
       postflow test journeys/review-request.test.yaml
     """
-    from postflow import journey_tests
-
     with reported():
         settings = load_settings(config_path)
         if journeys_dir and not Path(journeys_dir).is_dir():

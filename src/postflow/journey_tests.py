@@ -159,46 +159,79 @@ def _show(record: dict[str, Any]) -> str:
     return orjson.dumps(simulate.record_json(record)).decode()
 
 
-def run_case(
-    world: engine.World, doc: loader.Document, index: int, case: dict[str, Any]
-) -> CaseResult:
-    name = str(case["name"])
+@dataclass
+class Case:
+    """One case with its times resolved and events validated: ready to simulate."""
+
+    name: str
+    path: Path_
+    events: list[events.Event]
+    until: int | None
+    expects: list[dict[str, Any]]
+    expect_at: list[int | None]
+    no_other_messages: bool = False
+
+
+def prepare_case(doc: loader.Document, index: int, case: dict[str, Any]) -> Case:
+    """Resolve a case's times and validate its events. Raises ProblemsError, located."""
     path: Path_ = ("cases", index)
     start = None
     if "start" in case:
         start = _Times(doc, path, None).resolve(case["start"], (*path, "start"))
     times = _Times(doc, path, start)
-    evts = _case_events(doc, index, case, times)
-    until = times.resolve(case["until"], (*path, "until")) if "until" in case else None
+    problems: list[Problem] = []
+    evts: list[events.Event] = []
+    try:
+        evts = _case_events(doc, index, case, times)
+    except ProblemsError as exc:
+        problems.extend(exc.problems)
+    until = None
     expects = case.get("expect") or []
-    expect_at = [
-        times.resolve(e["at"], (*path, "expect", j, "at")) if "at" in e else None
-        for j, e in enumerate(expects)
-    ]
+    expect_at: list[int | None] = []
+    try:
+        until = times.resolve(case["until"], (*path, "until")) if "until" in case else None
+        expect_at = [
+            times.resolve(e["at"], (*path, "expect", j, "at")) if "at" in e else None
+            for j, e in enumerate(expects)
+        ]
+    except ProblemsError as exc:
+        problems.extend(exc.problems)
+    if problems:
+        raise ProblemsError(problems)
+    return Case(
+        str(case["name"]),
+        path,
+        evts,
+        until,
+        expects,
+        expect_at,
+        bool(case.get("no_other_messages")),
+    )
 
+
+def run_case(world: engine.World, doc: loader.Document, case: Case) -> CaseResult:
     sim = simulate.Simulation(world)
-    sim.ingest(evts)
-    records = sim.run(until)
+    sim.ingest(case.events)
+    records = sim.run(case.until)
 
-    result = CaseResult(doc.path, name, True)
+    result = CaseResult(doc.path, case.name, True)
     position = 0
     matched: set[int] = set()
-    for j, expect in enumerate(expects):
+    for j, expect in enumerate(case.expects):
+        at = case.expect_at[j]
         found = next(
-            (
-                k
-                for k in range(position, len(records))
-                if _matches(expect, records[k], expect_at[j])
-            ),
+            (k for k in range(position, len(records)) if _matches(expect, records[k], at)),
             None,
         )
         if found is None:
             result.passed = False
-            line, _ = doc.where((*path, "expect", j))
+            line, col = doc.where((*case.path, "expect", j))
             shown = dict(expect)
-            if expect_at[j] is not None:
-                shown["at"] = durations.format_instant(expect_at[j])  # type: ignore[arg-type]
-            result.detail.append(f"expected (line {line}): {orjson.dumps(shown).decode()}")
+            if at is not None:
+                shown["at"] = durations.format_instant(at)
+            result.detail.append(
+                f"{doc.path}:{line}:{col}: expected {orjson.dumps(shown).decode()}"
+            )
             window = records[max(position - CONTEXT, 0) : position + CONTEXT * 2]
             if not records:
                 result.detail.append("no records were produced")
@@ -213,7 +246,7 @@ def run_case(
             return result
         matched.add(found)
         position = found + 1
-    if case.get("no_other_messages"):
+    if case.no_other_messages:
         extra = [r for k, r in enumerate(records) if r["kind"] == "message" and k not in matched]
         if extra:
             result.passed = False
@@ -222,8 +255,13 @@ def run_case(
     return result
 
 
-def run_file(path: Path, config_path: str | None, journeys_dir: str | None) -> list[CaseResult]:
-    """Run every case of one test file. Raises ProblemsError for a malformed file."""
+def load_file(
+    path: Path, config_path: str | None, journeys_dir: str | None, *, check_only: bool = False
+) -> tuple[loader.Document, engine.World, list[Case]]:
+    """Read a test file and everything it needs: its configuration, the journeys it names, and
+    every case prepared. Raises ProblemsError with every problem found. ``check_only`` (for
+    ``validate``) leaves journey errors to the journey checks and does not need a world that
+    can run."""
     doc = loader.load_yaml(path)
     if not isinstance(doc.data, dict):
         raise ProblemsError([doc.problem((), "a journey test file must be a mapping")])
@@ -239,19 +277,45 @@ def run_file(path: Path, config_path: str | None, journeys_dir: str | None) -> l
     directory = Path(journeys_dir) if journeys_dir else settings.journeys
     if not directory.is_dir():
         raise project.MissingPath(f"{directory} (the journeys directory)")
-    machines = project.require_journeys([directory], settings.templates)
+    if check_only:
+        loaded = project.load_journeys([directory], settings.templates)
+        machines = loaded.machines
+        journeys_ok = not loaded.errors
+    else:
+        machines = project.require_journeys([directory], settings.templates)
+        journeys_ok = True
     wanted = doc.data.get("journeys")
-    if wanted is not None:
-        unknown = [
+    if wanted is not None and journeys_ok:
+        problems.extend(
             doc.problem(
                 ("journeys", i),
                 f"unknown journey '{jid}' (known: {', '.join(sorted(machines)) or 'none'})",
             )
             for i, jid in enumerate(wanted)
             if jid not in machines
-        ]
-        if unknown:
-            raise ProblemsError(unknown)
-        machines = {jid: machines[jid] for jid in wanted}
-    world = engine.World.build(machines, settings)
-    return [run_case(world, doc, i, case) for i, case in enumerate(doc.data["cases"])]
+        )
+        machines = {jid: machines[jid] for jid in wanted if jid in machines}
+    cases: list[Case] = []
+    for index, case in enumerate(doc.data["cases"]):
+        try:
+            cases.append(prepare_case(doc, index, case))
+        except ProblemsError as exc:
+            problems.extend(exc.problems)
+    if problems:
+        raise ProblemsError(problems)
+    return doc, engine.World.build(machines, settings), cases
+
+
+def run_file(path: Path, config_path: str | None, journeys_dir: str | None) -> list[CaseResult]:
+    """Run every case of one test file. Raises ProblemsError for a malformed file."""
+    doc, world, cases = load_file(path, config_path, journeys_dir)
+    return [run_case(world, doc, case) for case in cases]
+
+
+def check_file(path: Path, config_path: str | None, journeys_dir: str | None) -> list[Problem]:
+    """Everything ``postflow test`` would reject in a test file, without running it."""
+    try:
+        load_file(path, config_path, journeys_dir, check_only=True)
+    except ProblemsError as exc:
+        return exc.problems
+    return []

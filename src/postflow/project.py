@@ -57,17 +57,6 @@ def journey_files(paths: Iterable[Path]) -> list[Path]:
     return sorted(found, key=lambda p: str(p))
 
 
-def test_file_problems(path: Path) -> list[Problem]:
-    """A journey test file named explicitly to ``validate``: check it against its schema."""
-    try:
-        doc = loader.load_yaml(path)
-    except ProblemsError as exc:
-        return exc.problems
-    if not isinstance(doc.data, dict):
-        return [doc.problem((), "a journey test file must be a mapping")]
-    return loader.schema_problems(doc, "testfile")
-
-
 def load_journeys(paths: Iterable[Path], templates_dir: Path) -> Journeys:
     result = Journeys()
     first_file: dict[str, str] = {}
