@@ -94,6 +94,21 @@ def parse_duration(text: str) -> int:
     return us
 
 
+_UNIT_WORDS = re.compile(
+    r"([0-9]+)\s*(weeks?|days?|hours?|hrs?|minutes?|mins?|seconds?|secs?)", re.IGNORECASE
+)
+_UNIT_LETTER = {
+    "week": "w",
+    "day": "d",
+    "hour": "h",
+    "hr": "h",
+    "minute": "m",
+    "min": "m",
+    "second": "s",
+    "sec": "s",
+}
+
+
 def _why_bad_duration(text: str, iso: bool) -> str:
     """Pick the hint that fixes this particular mistake, not just the grammar."""
     calendar = (iso and re.search("[YM]", text.split("T")[0])) or _CALENDAR_UNITS.fullmatch(text)
@@ -103,6 +118,10 @@ def _why_bad_duration(text: str, iso: bool) -> str:
         return f"a number needs a unit, e.g. {text}s or {text}m"
     if text.startswith("-"):
         return "durations cannot be negative"
+    words = _UNIT_WORDS.fullmatch(text.strip())
+    if words:
+        number, unit = words.groups()
+        return f"write {number}{_UNIT_LETTER[unit.rstrip('s').lower()]}"
     if text != "".join(text.split()):
         return "remove the spaces, e.g. 1d12h"
     if "." in text or "," in text:

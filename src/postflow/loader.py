@@ -29,6 +29,7 @@ from jsonschema.exceptions import ValidationError
 from referencing import Registry, Resource
 from yaml.reader import ReaderError
 
+from postflow import durations
 from postflow.problems import Problem, ProblemsError
 
 Path = tuple[str | int, ...]
@@ -329,6 +330,18 @@ def _fast_valid(name: str, instance: Any) -> bool:
     return True
 
 
+def _checked(check: Any, value: Any) -> str | None:
+    """A schema's ``x-check`` names the parser that knows the value best: its own message
+    ("units go from largest to smallest, e.g. 1d12h") beats the generic pattern's."""
+    if check != "duration" or not isinstance(value, str):
+        return None
+    try:
+        durations.parse_duration(value)
+    except durations.DurationError as exc:
+        return str(exc)
+    return None
+
+
 def explain(instance: Any, schema: str) -> list[tuple[Path, str]]:
     """The same messages as :func:`schema_problems`, by JSON path (for events: no YAML)."""
     found = {(path, text) for path, _, text in _Explainer(schema, (), None).run(instance)}
@@ -435,7 +448,8 @@ class _Explainer:
         elif kw in ("oneOf", "anyOf"):
             yield from self.choice(e, path, name, schema, inst)
         elif isinstance(custom, str):
-            yield _Msg(path, False, _fmt(custom, value=inst, name=name), _VALUE)
+            text = _checked(schema.get("x-check"), inst) or _fmt(custom, value=inst, name=name)
+            yield _Msg(path, False, text, _VALUE)
         else:
             yield self.generic(e, path, name)
 
