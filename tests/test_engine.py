@@ -662,3 +662,24 @@ def test_first_and_last_order_compare_as_instants(proj: Project) -> None:
     assert pick(records, "subject", kind="message") == [
         ("2027-01-01T10:00:00Z 2027-01-01T10:00:00.500000Z",)
     ]
+
+
+def test_totals_add_up_without_binary_noise_and_times_print_as_iso(proj: Project) -> None:
+    proj.journey(
+        "facts",
+        """
+        id: facts
+        trigger: {event: check}
+        steps:
+          - id: s
+            email: {subject: "{{ customer.total_spent }} {{ now }}", body: "x"}
+        """,
+    )
+    records = proj.simulate(
+        [
+            ev("order_placed", data={"total": 10.1}, customer={"email": "a@x.com"}),
+            ev("order_placed", data={"total": 20.2}),
+            ev("check", at="2027-01-10T12:30:00Z"),
+        ]
+    )
+    assert pick(records, "subject", kind="message") == [("30.3 2027-01-10T12:30:00Z",)]

@@ -351,6 +351,8 @@ class _Run:
         spent = spent if isinstance(spent, (int, float)) and not isinstance(spent, bool) else 0
         if isinstance(total, (int, float)) and not isinstance(total, bool):
             spent = spent + total
+            if isinstance(spent, float):  # 10.1 + 20.2 is 30.299999999999997 in binary
+                spent = round(spent, 6)
         profile["total_spent"] = spent
         at = durations.format_instant(event.at)
         first = _instant_or_none(profile.get("first_order_at"))

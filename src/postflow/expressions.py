@@ -182,8 +182,13 @@ def _default(value: Any, default_value: Any = "", boolean: bool = False) -> Any:
 
 
 def _finalize(value: Any) -> Any:
-    """Render ``null`` as nothing rather than ``None`` in a message."""
-    return "" if value is None else value
+    """Render ``null`` as nothing rather than ``None`` in a message, and an aware datetime
+    (``now``, ``now + duration("3d")``) the way records print times: ISO 8601 in UTC."""
+    if value is None:
+        return ""
+    if isinstance(value, datetime) and value.tzinfo is not None:
+        return durations.format_instant(durations.from_datetime(value))
+    return value
 
 
 # -- comparisons -----------------------------------------------------------------------------
