@@ -780,7 +780,7 @@ def test_expression_syntax_error_is_located_at_the_value(tmp_path, monkeypatch) 
         "journeys/j.yaml:4:7",
         "journeys/j.yaml:7:19",
     ]
-    assert "end of template" in found[0]
+    assert "expression syntax error: the expression ends too early" in found[0]
 
 
 def test_template_syntax_error_is_located_at_the_value(tmp_path, monkeypatch) -> None:
@@ -1102,7 +1102,7 @@ def test_independent_mistakes_are_all_reported_even_after_a_schema_error(
     assert [(where, message.split(" (")[0].split(":")[0]) for where, message in found] == [
         ("journeys/j.yaml:5:11", "bad duration '3x'"),  # the schema's, not twice
         ("journeys/j.yaml:7:5", "unknown key 'emial'"),
-        ("journeys/j.yaml:9:22", "unexpected end of template, expected 'end of print statement'."),
+        ("journeys/j.yaml:9:22", "template syntax error"),
         ("journeys/j.yaml:10:11", "unknown step 'nowhere'"),
     ]
 

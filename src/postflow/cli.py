@@ -195,13 +195,19 @@ def test_command(paths: tuple[str, ...], journeys_dir: str | None, config_path: 
                 if d.is_dir()
             ]
         files = journey_tests.find_test_files(targets)
-        passed = failed = 0
+        passed = failed = malformed = 0
         problems: list[Problem] = []
         for file in files:
+            if not project.is_test_file(file):
+                message = "not a journey test file (test files are named *.test.yaml)"
+                problems.append(Problem(str(file), 1, 1, "error", message))
+                malformed += 1
+                continue
             try:
                 results = journey_tests.run_file(file, config_path, journeys_dir)
             except ProblemsError as exc:
                 problems.extend(exc.problems)
+                malformed += 1
                 continue
             for result in results:
                 if result.passed:
@@ -215,6 +221,8 @@ def test_command(paths: tuple[str, ...], journeys_dir: str | None, config_path: 
         print_problems(problems)
         if not files:
             click.echo("no journey test files (*.test.yaml) found", err=True)
+        if malformed:
+            click.echo(f"{malformed} test file(s) could not run: see the errors above")
         click.echo(f"{passed} passed, {failed} failed")
         if failed or problems:
             sys.exit(1)

@@ -188,11 +188,18 @@ class Compiler:
         self.problems.append(self.doc.problem(path, message, at_key=at_key))
 
     def _expr_error(
-        self, path: tuple[str | int, ...], exc: expressions.ExpressionSyntaxError
+        self,
+        path: tuple[str | int, ...],
+        exc: expressions.ExpressionSyntaxError,
+        what: str = "expression",
     ) -> None:
         _, col = self.doc.where(path)
         line = self.doc.text_line(path, max(getattr(exc, "line", 1), 1))
-        self.problems.append(Problem(self.doc.path, line, col, "error", exc.message))
+        text = exc.message
+        if what == "expression":  # Jinja parses an expression as a tiny template
+            text = re.sub(r"^unexpected '?end of template'?", "the expression ends too early", text)
+        message = f"{what} syntax error: {text}"
+        self.problems.append(Problem(self.doc.path, line, col, "error", message))
 
     def _braced(self, path: tuple[str | int, ...], source: Any) -> bool:
         """``if: "{{ x }}"``: a common slip (conditions and values are expressions already);
@@ -263,7 +270,7 @@ class Compiler:
         try:
             compiled = expressions.compile_template(str(source), autoescape=autoescape)
         except expressions.ExpressionSyntaxError as exc:
-            self._expr_error(path, exc)
+            self._expr_error(path, exc, "template")
             return None
         self._check_names(path, str(source), compiled)
         return compiled
