@@ -1065,3 +1065,16 @@ def test_graph_step_named_like_the_start_node(tmp_path: Path, monkeypatch) -> No
     assert result.exit_code == 0
     assert '  trigger_ -->|"go"| s___start' in result.stdout
     assert "  s___start --> s_w2" in result.stdout
+
+
+def test_test_command_names_a_journey_file_given_by_mistake(review: Path, monkeypatch) -> None:
+    result = invoke(review, monkeypatch, "test", "journeys/review-request.yaml")
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [
+        "journeys/review-request.yaml:1:1: error: not a journey test file "
+        "(test files are named *.test.yaml)"
+    ]
+    assert result.stdout.splitlines()[-2:] == [
+        "1 test file(s) could not run: see the errors above",
+        "0 passed, 0 failed",
+    ]
