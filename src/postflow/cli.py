@@ -52,10 +52,6 @@ def reported() -> Iterator[None]:
         sys.exit(2)
 
 
-def load_settings(config_path: str | None) -> config.Settings:
-    return config.load_settings(config_path)
-
-
 def parse_time_option(value: str | None, name: str) -> int | None:
     if value is None:
         return None
@@ -107,7 +103,7 @@ def validate_command(
       postflow validate journeys/review-request.yaml
     """
     with reported():
-        settings = load_settings(config_path)
+        settings = config.load_settings(config_path)
         targets = [Path(p) for p in paths] or [journeys_dir_path(settings, journeys_dir)]
         for target in targets:
             if not target.exists():
@@ -154,7 +150,7 @@ def simulate_command(
     """
     until_us = parse_time_option(until, "--until")
     with reported():
-        settings = load_settings(config_path)
+        settings = config.load_settings(config_path)
         world = build_world(settings, journeys_dir)
         if not Path(events_path).exists():
             raise project.MissingPath(events_path)
@@ -183,7 +179,7 @@ def test_command(paths: tuple[str, ...], journeys_dir: str | None, config_path: 
       postflow test journeys/review-request.test.yaml
     """
     with reported():
-        settings = load_settings(config_path)
+        settings = config.load_settings(config_path)
         if journeys_dir and not Path(journeys_dir).is_dir():
             raise project.MissingPath(f"{journeys_dir} (the journeys directory)")
         if paths:
@@ -254,7 +250,7 @@ def graph_command(
     from postflow import graph
 
     with reported():
-        settings = load_settings(config_path)
+        settings = config.load_settings(config_path)
         as_file = Path(journey)
         if as_file.suffix in project.JOURNEY_SUFFIXES and as_file.is_file():
             machines = project.require_journeys([as_file], settings.templates)
