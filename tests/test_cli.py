@@ -213,27 +213,33 @@ def test_simulate_bad_until_is_a_usage_error(welcome: Path, monkeypatch) -> None
     assert result.stdout == ""
 
 
-BAD_EVENTS = {
-    "not json": ("not json", "not valid JSON"),
-    "missing type": ('{"customer_id": "c1", "at": "2027-01-01T00:00:00Z"}', "'type'"),
-    "missing customer_id": ('{"type": "signup", "at": "2027-01-01T00:00:00Z"}', "'customer_id'"),
+BAD_EVENTS = {  # line, message fragment, column (at the offending value where there is one)
+    "not json": ("not json", "not valid JSON", 1),
+    "missing type": ('{"customer_id": "c1", "at": "2027-01-01T00:00:00Z"}', "'type'", 1),
+    "missing customer_id": (
+        '{"type": "signup", "at": "2027-01-01T00:00:00Z"}',
+        "'customer_id'",
+        1,
+    ),
     "naive at": (
         '{"type": "signup", "customer_id": "c1", "at": "2027-01-01T10:00:00"}',
         "UTC offset",
+        47,
     ),
-    "missing at": ('{"type": "signup", "customer_id": "c1"}', "'at'"),
+    "missing at": ('{"type": "signup", "customer_id": "c1"}', "'at'", 1),
     "bad customer.timezone": (
         '{"type": "signup", "customer_id": "c1", "at": "2027-01-01T00:00:00Z", '
         '"customer": {"timezone": "Mars/Base"}}',
         "customer.timezone: unknown time zone 'Mars/Base'",
+        96,
     ),
-    "a list": ("[1, 2]", "must be a mapping"),
+    "a list": ("[1, 2]", "must be a mapping", 1),
 }
 
 
 @pytest.mark.parametrize("case", list(BAD_EVENTS))
 def test_simulate_rejects_a_bad_event_with_its_line(welcome: Path, case: str) -> None:
-    line, fragment = BAD_EVENTS[case]
+    line, fragment, column = BAD_EVENTS[case]
     events_file(welcome, [signup("c1"), "", line])  # the bad event is on line 3
     proc = run(welcome, "simulate", "--events", "events.jsonl")
     stderr = proc.stderr.decode()
@@ -241,7 +247,7 @@ def test_simulate_rejects_a_bad_event_with_its_line(welcome: Path, case: str) ->
     assert proc.stdout == b""
     assert "Traceback" not in stderr
     [problem] = stderr.splitlines()
-    assert problem.startswith("events.jsonl:3:1: error: ")
+    assert problem.startswith(f"events.jsonl:3:{column}: error: ")
     assert fragment in problem
 
 
@@ -261,8 +267,8 @@ def test_simulate_reports_every_bad_line_and_applies_nothing(welcome: Path, monk
     assert result.stdout == ""
     assert [line.split(": error: ")[0] for line in result.stderr.splitlines()] == [
         "events.jsonl:2:1",
-        "events.jsonl:4:1",
-        "events.jsonl:5:1",
+        "events.jsonl:4:2",  # where the JSON goes wrong
+        "events.jsonl:5:47",  # the naive `at` value
     ]
 
 
@@ -557,7 +563,7 @@ def test_bad_line_in_a_test_events_file_is_located(review: Path, monkeypatch) ->
     result = invoke(review, monkeypatch, "test", "cases.test.yaml")
     assert result.exit_code == 1
     [problem] = result.stderr.splitlines()
-    assert re.match(r"^.*events\.jsonl:2:1: error: not valid JSON", problem), problem
+    assert re.match(r"^.*events\.jsonl:2:2: error: not valid JSON", problem), problem
     assert summary(result.stdout) == "0 passed, 0 failed"
 
 

@@ -9,6 +9,7 @@ naming the field, and is never half-applied. The hot path checks with a compiled
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -113,16 +114,28 @@ def parse_event(obj: Any, *, default_at: int | None = None) -> Event:
     )
 
 
-def iter_jsonl(text: str, path: str, problems: list[Problem]) -> Iterator[tuple[int, Any]]:
-    """(line number, decoded value) for each non-blank line. A line that is not JSON is
-    reported in ``problems`` (file:line) and skipped, so every bad line is found in one run."""
+def iter_jsonl(text: str, path: str, problems: list[Problem]) -> Iterator[tuple[int, str, Any]]:
+    """(line number, line, decoded value) for each non-blank line. A line that is not JSON is
+    reported in ``problems`` (file:line:col) and skipped, so every bad line is found in one
+    run."""
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         try:
-            yield number, orjson.loads(line)
+            yield number, line, orjson.loads(line)
         except orjson.JSONDecodeError as exc:
-            problems.append(Problem(path, number, 1, "error", f"not valid JSON: {exc}"))
+            problems.append(
+                Problem(path, number, exc.pos + 1, "error", f"not valid JSON: {exc.msg}")
+            )
+
+
+def field_column(line: str, field: str | None) -> int:
+    """Best-effort 1-based column of a dotted field's value in one JSON line (its last key's
+    value, ``at`` in ``{"type": ..., "at": "2027-..."}``); 1 when it is not there."""
+    if not field:
+        return 1
+    found = re.search(rf'"{re.escape(field.split(".")[-1])}"\s*:\s*', line)
+    return found.end() + 1 if found else 1
 
 
 def read_events(
@@ -142,12 +155,13 @@ def read_events(
             ) from None
     events: list[Event] = []
     problems: list[Problem] = []
-    for number, obj in iter_jsonl(text, name, problems):
+    for number, line, obj in iter_jsonl(text, name, problems):
         try:
             events.append(parse_event(obj, default_at=default_at))
         except EventError as exc:
             where = f"{exc.field}: " if exc.field and exc.field not in exc.message else ""
-            problems.append(Problem(name, number, 1, "error", f"bad event: {where}{exc.message}"))
+            col = field_column(line, exc.field)
+            problems.append(Problem(name, number, col, "error", f"bad event: {where}{exc.message}"))
     if problems:
         raise ProblemsError(problems)
     return events

@@ -88,7 +88,7 @@ def _case_events(
                 [doc.problem(base, f"cannot read events file {file}: {exc}")]
             ) from None
         not_json: list[Problem] = []
-        for number, obj in events.iter_jsonl(text, str(file), not_json):
+        for number, _, obj in events.iter_jsonl(text, str(file), not_json):
             rows.append((obj, base, Problem(str(file), number, 1, "error", "")))
         if not_json:
             raise ProblemsError(not_json)
