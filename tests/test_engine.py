@@ -641,45 +641,40 @@ steps:
     assert records[1]["reason"] == "error" and "10000 steps" in records[1]["error"]
 
 
-def test_first_and_last_order_compare_as_instants(proj: Project) -> None:
+def facts_subject(proj: Project, subject: str, orders: list[dict[str, object]], at: str) -> str:
+    """The subject a `check` event's email renders after some orders: profile facts in text."""
     proj.journey(
         "facts",
-        """
+        f"""
         id: facts
-        trigger: {event: check}
+        trigger: {{event: check}}
         steps:
           - id: s
-            email: {subject: "{{ customer.first_order_at }} {{ customer.last_order_at }}", body: "x"}
+            email: {{subject: "{subject}", body: "x"}}
         """,
     )
-    records = proj.simulate(
-        [
-            ev("order_placed", at="2027-01-01T10:00:00Z", customer={"email": "a@x.com"}),
-            ev("order_placed", at="2027-01-01T10:00:00.500Z"),
-            ev("check", at="2027-01-02T00:00:00Z"),
-        ]
-    )
-    assert pick(records, "subject", kind="message") == [
-        ("2027-01-01T10:00:00Z 2027-01-01T10:00:00.500000Z",)
+    records = proj.simulate([*orders, ev("check", at=at)])
+    [(text,)] = pick(records, "subject", kind="message")
+    return str(text)
+
+
+def test_first_and_last_order_compare_as_instants(proj: Project) -> None:
+    orders = [
+        ev("order_placed", at="2027-01-01T10:00:00Z", customer={"email": "a@x.com"}),
+        ev("order_placed", at="2027-01-01T10:00:00.500Z"),
     ]
+    subject = "{{ customer.first_order_at }} {{ customer.last_order_at }}"
+    assert facts_subject(proj, subject, orders, "2027-01-02T00:00:00Z") == (
+        "2027-01-01T10:00:00Z 2027-01-01T10:00:00.500000Z"
+    )
 
 
 def test_totals_add_up_without_binary_noise_and_times_print_as_iso(proj: Project) -> None:
-    proj.journey(
-        "facts",
-        """
-        id: facts
-        trigger: {event: check}
-        steps:
-          - id: s
-            email: {subject: "{{ customer.total_spent }} {{ now }}", body: "x"}
-        """,
+    orders = [
+        ev("order_placed", data={"total": 10.1}, customer={"email": "a@x.com"}),
+        ev("order_placed", data={"total": 20.2}),
+    ]
+    subject = "{{ customer.total_spent }} {{ now }}"
+    assert facts_subject(proj, subject, orders, "2027-01-10T12:30:00Z") == (
+        "30.3 2027-01-10T12:30:00Z"
     )
-    records = proj.simulate(
-        [
-            ev("order_placed", data={"total": 10.1}, customer={"email": "a@x.com"}),
-            ev("order_placed", data={"total": 20.2}),
-            ev("check", at="2027-01-10T12:30:00Z"),
-        ]
-    )
-    assert pick(records, "subject", kind="message") == [("30.3 2027-01-10T12:30:00Z",)]
