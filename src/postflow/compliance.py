@@ -22,10 +22,9 @@ MARKETING_REASONS = frozenset({"unsubscribe", "group_unsubscribe"})
 def normalize_address(address: Any, region: str | None) -> str | None:
     """An email (contains ``@``) lower-cased, else a phone number in E.164. Anything
     unreadable is no address."""
-    if not isinstance(address, str) or not address.strip():
-        return None
-    text = address.strip()
-    return text.lower() if "@" in text else normalize_phone(text, region)
+    if isinstance(address, str) and "@" in address:
+        return normalize_email(address)
+    return normalize_phone(address, region)
 
 
 def normalize_email(address: Any) -> str | None:

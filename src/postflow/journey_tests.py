@@ -31,16 +31,9 @@ class CaseResult:
 
 
 def find_test_files(paths: Iterable[Path]) -> list[Path]:
-    """``*.test.yaml`` files under the given files and directories, sorted."""
-    found: set[Path] = set()
-    for path in paths:
-        if path.is_dir():
-            found.update(p for p in path.rglob("*") if p.is_file() and project.is_test_file(p))
-        elif path.is_file():
-            found.add(path)
-        else:
-            raise project.MissingPath(str(path))
-    return sorted(found, key=str)
+    """``*.test.yaml`` files under the given directories, and any file named explicitly (a
+    journey file given by mistake gets a clear error from ``postflow test``)."""
+    return project.collect_files(paths, project.is_test_file)
 
 
 class _Times:

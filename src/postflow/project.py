@@ -8,7 +8,7 @@ and every other command refuses to run a project that does not validate.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,25 +36,28 @@ def is_test_file(path: Path) -> bool:
     return path.name.endswith(TEST_SUFFIXES)
 
 
-def journey_files(paths: Iterable[Path]) -> list[Path]:
-    """Journey files under the given files and directories (recursively), sorted by path;
-    ``*.test.yaml`` files are journey tests, not journeys."""
+def collect_files(paths: Iterable[Path], wanted: Callable[[Path], bool]) -> list[Path]:
+    """Files named explicitly, plus the files under the named directories (recursively) that
+    are ``wanted``; sorted by path. A path that does not exist is a usage error."""
     found: set[Path] = set()
     for path in paths:
         if path.is_dir():
-            for candidate in path.rglob("*"):
-                if (
-                    candidate.is_file()
-                    and candidate.suffix in JOURNEY_SUFFIXES
-                    and not is_test_file(candidate)
-                ):
-                    found.add(candidate)
+            found.update(p for p in path.rglob("*") if p.is_file() and wanted(p))
         elif path.is_file():
-            if not is_test_file(path):
-                found.add(path)
+            found.add(path)
         else:
             raise MissingPath(str(path))
-    return sorted(found, key=lambda p: str(p))
+    return sorted(found, key=str)
+
+
+def is_journey_file(path: Path) -> bool:
+    return path.suffix in JOURNEY_SUFFIXES and not is_test_file(path)
+
+
+def journey_files(paths: Iterable[Path]) -> list[Path]:
+    """Journey files under the given files and directories; ``*.test.yaml`` files are journey
+    tests, not journeys, even when named explicitly."""
+    return [p for p in collect_files(paths, is_journey_file) if not is_test_file(p)]
 
 
 def load_journeys(paths: Iterable[Path], templates_dir: Path) -> Journeys:

@@ -94,8 +94,3 @@ class CustomerState:
             keys={k: list(v) for k, v in self.keys.items()},
             sent=list(self.sent),
         )
-
-    def next_wake(self) -> int | None:
-        """The earliest timer of this customer, for the scheduler."""
-        wakes = [i.wake_at for i in self.instances if i.status == ACTIVE and i.wake_at is not None]
-        return min(wakes) if wakes else None
