@@ -513,11 +513,12 @@ def test_engine_is_pure_and_late_events_take_processed_time(proj: Project) -> No
     world = _world(proj)
     state = CustomerState("c1", processed_at=durations.parse_instant("2027-01-10T15:00:00Z"))
     late = events.parse_event(ev("go", customer={"email": "a@x.com"}))
-    outcome = engine.apply_event(world, state, late, {})
+    processed = durations.parse_instant("2027-01-10T15:00:00Z")
+    outcome = engine.advance(world, state, processed, events=[late])
     assert state.profile == {} and state.instances == []  # input untouched
-    assert {r["at"] for r in outcome.records} == {durations.parse_instant("2027-01-10T15:00:00Z")}
+    assert {r["at"] for r in outcome.records} == {processed}
     assert outcome.state.profile["email"] == "a@x.com"
-    again = engine.apply_event(world, state, late, {})
+    again = engine.advance(world, state, processed, events=[late])
     assert again.records == outcome.records  # same inputs, same outputs
 
 
@@ -560,7 +561,8 @@ def test_sent_messages_reach_the_outbox_with_stable_ids(proj: Project) -> None:
             webhook: {url: "https://h.example/x", method: PUT, json: {c: "{{ trigger.data.code }}"}}
         """,
     )
-    sim = simulate.Simulation(proj.world())
+    outbox: list[engine.OutboundMessage] = []
+    sim = simulate.Simulation(proj.world(), outbox=outbox)
     sim.ingest(
         [
             events.parse_event(
@@ -573,8 +575,8 @@ def test_sent_messages_reach_the_outbox_with_stable_ids(proj: Project) -> None:
         ]
     )
     records = sim.run()
-    assert [m.message_id for m in sim.messages] == ["j:c1:1:m1", "j:c1:1:m2", "j:c1:1:m3"]
-    mail, text, hook = sim.messages
+    assert [m.message_id for m in outbox] == ["j:c1:1:m1", "j:c1:1:m2", "j:c1:1:m3"]
+    mail, text, hook = outbox
     assert (mail.html, mail.text, mail.template_data) == (
         "<p>Hi Ann &lt;3 & co</p>",  # HTML templates escape values, text ones do not
         "Hi Ann <3",

@@ -155,10 +155,10 @@ def simulate_command(
         if not Path(events_path).exists():
             raise project.MissingPath(events_path)
         stored = events.read_events(events_path)
-        records = simulate.simulate(world, stored, until_us)
-    out = sys.stdout.buffer
-    out.write(simulate.format_records(records))
-    out.flush()
+        sim = simulate.Simulation(world)
+        sim.ingest(stored)
+        del stored
+        simulate.write_records(sim.stream(until_us), sys.stdout.buffer)
 
 
 @main.command("test")

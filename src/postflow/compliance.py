@@ -8,10 +8,14 @@ address, suppression, consent, frequency cap; the first failure is the record's 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
 import phonenumbers
+
+SUPPRESSED = "address_suppressed"
+UNSUPPRESSED = "address_unsuppressed"
 
 HARD_REASONS = frozenset({"bounce", "dropped", "spamreport", "stop", "manual"})
 """Suppression reasons that block every message to the address."""
@@ -87,3 +91,29 @@ def over_cap(
             if used >= maximum:
                 return True
     return maximum <= 0
+
+
+@dataclass(frozen=True, slots=True)
+class SuppressionChange:
+    """One change to the suppression list, as an ``address_suppressed`` /
+    ``address_unsuppressed`` event makes it: effective at ``at`` for every customer."""
+
+    address: str
+    at: int
+    reason: str | None  # None: the address is unsuppressed
+    seq: int = 0  # ingestion order, for changes with equal ``at``
+
+
+def suppression_change(
+    type_: str, data: Mapping[str, Any], at: int, region: str | None, seq: int = 0
+) -> SuppressionChange | None:
+    """The change a suppression event makes, or None for any other event (or an address that
+    cannot be read). Ingestion calls this, in ``simulate`` and in the daemon alike, so the
+    suppression list is built from the same rule everywhere."""
+    if type_ != SUPPRESSED and type_ != UNSUPPRESSED:
+        return None
+    address = normalize_address(data.get("address"), region)
+    if address is None:
+        return None
+    reason = None if type_ == UNSUPPRESSED else str(data.get("reason") or "manual")
+    return SuppressionChange(address, at, reason, seq)

@@ -1,8 +1,9 @@
 """What the engine returns besides the new state: its effects, as plain values.
 
 The engine performs nothing. Records go to the history, outbound messages to the outbox (a
-dispatcher delivers them later), emitted events back to ingestion, suppression changes to the
-suppression list: each shell (simulate, the daemon) decides how.
+dispatcher delivers them later), emitted events to the event store: each shell (simulate, the
+daemon) decides how. Suppression changes are not effects: they are ingested facts
+(:func:`postflow.compliance.suppression_change`).
 """
 
 from __future__ import annotations
@@ -40,17 +41,19 @@ class OutboundMessage:
     headers: tuple[tuple[str, str], ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
-class SuppressionChange:
-    address: str
-    reason: str | None
-    remove: bool = False
+@dataclass(slots=True)
+class Advance:
+    """What :func:`postflow.engine.advance` returns for one customer.
 
+    ``state`` is the new state (the input state is left as it was); ``records`` are the
+    records of contract section 3 in production order; ``messages`` go to the outbox;
+    ``emitted`` are the events the customer's journeys raised, already applied (a store keeps
+    them as applied events, so their ids stay taken); ``unapplied`` are given events not yet
+    due; ``next_wake`` is the customer's earliest timer (None: nothing until an event)."""
 
-@dataclass
-class Outcome:
     state: CustomerState
     records: list[dict[str, Any]] = field(default_factory=list)
     messages: list[OutboundMessage] = field(default_factory=list)
     emitted: list[Event] = field(default_factory=list)
-    suppressions: list[SuppressionChange] = field(default_factory=list)
+    unapplied: list[Event] = field(default_factory=list)
+    next_wake: int | None = None

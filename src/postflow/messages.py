@@ -16,14 +16,14 @@ from postflow.machine import Step, evaluate_tree
 from postflow.state import Instance
 
 if TYPE_CHECKING:
-    from postflow.engine import _Run
+    from postflow.transitions import Transition
 
 
-def queue(run: _Run, inst: Instance, step: Step, to: str, **content: Any) -> None:
+def queue(run: Transition, inst: Instance, step: Step, to: str, **content: Any) -> None:
     """Put a decided message in the outbox. Its id is ``{instance}:m{n}`` (the instance's n-th
     message): the same in every run, and passed to the provider so it can be traced."""
-    count = inst.counters.get("\0messages", 0) + 1
-    inst.counters["\0messages"] = count
+    inst.messages += 1
+    count = inst.messages
     run.outcome.messages.append(
         OutboundMessage(
             message_id=f"{inst.id}:m{count}",
@@ -39,7 +39,7 @@ def queue(run: _Run, inst: Instance, step: Step, to: str, **content: Any) -> Non
     )
 
 
-def webhook(run: _Run, inst: Instance, step: Step) -> None:
+def webhook(run: Transition, inst: Instance, step: Step) -> None:
     scope = run.scope(inst)
     try:
         url = step.url(scope) if step.url else ""
@@ -61,7 +61,7 @@ def webhook(run: _Run, inst: Instance, step: Step) -> None:
 
 
 def gate(
-    run: _Run, inst: Instance, step: Step, scope: dict[str, Any]
+    run: Transition, inst: Instance, step: Step, scope: dict[str, Any]
 ) -> tuple[str | None, str | None, str | None]:
     """(normalised address, reason it may not be sent or None, error text)."""
     channel = step.kind
@@ -95,7 +95,7 @@ def gate(
     return to, None, None
 
 
-def message(run: _Run, inst: Instance, step: Step) -> None:
+def message(run: Transition, inst: Instance, step: Step) -> None:
     """Decide one email or SMS: address, suppression, consent, cap, then rendering; the
     first failure decides the record."""
     channel = step.kind

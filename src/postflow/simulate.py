@@ -1,9 +1,12 @@
 """Time travel: the engine driven by a virtual clock over an in-memory store.
 
-All events are ingested (stored, de-duplicated by id) before the clock starts; then inputs are
-applied in logical-time order: at one instant, due instance timers first, then cron ticks,
-then events in ingestion order. Events emitted by journeys are ingested as they happen, after
-the events already stored for that instant. Output is byte-for-byte deterministic.
+All events are ingested (stored, de-duplicated by id, suppression changes put on the
+timeline) before the clock starts. The clock then visits every instant at which some customer
+has input (a timer, a cron tick, an event) and hands each such customer's inputs to
+:func:`postflow.engine.advance`, which alone decides their order. Customers share nothing but
+the suppression timeline, so the records of one instant are those of each customer, in
+customer-id order. Records stream out as the clock passes them; output is byte-for-byte
+deterministic.
 """
 
 from __future__ import annotations
@@ -12,15 +15,16 @@ import gc
 import heapq
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, BinaryIO
 
 import orjson
 
-from postflow import durations, engine
+from postflow import compliance, durations, engine
 from postflow.events import Event
 from postflow.store.memory import MemoryStore
 
-HORIZON_YEARS = 5  # without --until, timers fire at most this many years after the last event
+HORIZON = 5  # without --until, timers fire at most this many years after the last event
+NEVER = durations.MAX_INSTANT + 1
 FIELD_ORDER = (
     "kind",
     "at",
@@ -51,6 +55,24 @@ def format_records(records: Iterable[dict[str, Any]]) -> bytes:
     return b"".join(orjson.dumps(record_json(r)) + b"\n" for r in records)
 
 
+def write_records(records: Iterable[dict[str, Any]], out: BinaryIO, chunk: int = 4096) -> None:
+    """Write records as JSON Lines while they are produced, ``chunk`` records at a time (one
+    write per chunk keeps the cost of a write call off each record)."""
+    lines: list[bytes] = []
+    dumps = orjson.dumps
+    fmt = durations.format_instant
+    for record in records:
+        lines.append(dumps({**record, "at": fmt(record["at"])}))
+        if len(lines) >= chunk:
+            lines.append(b"")
+            out.write(b"\n".join(lines))
+            lines.clear()
+    if lines:
+        lines.append(b"")
+        out.write(b"\n".join(lines))
+    out.flush()
+
+
 def _years_after(us: int, years: int) -> int:
     """The same calendar instant ``years`` later (29 February becomes 28 February)."""
     moment = durations.to_datetime(us)
@@ -69,59 +91,75 @@ class _Tick:
 
 
 class Simulation:
-    """A virtual-time run. ``ingest`` events, then ``run``; records come back sorted by
-    ``at``, then ``customer_id``, then the order they were produced."""
+    """A virtual-time run. ``ingest`` events, then ``run``: it yields records ordered by
+    ``at``, then ``customer_id``, then the order they were produced, as the clock passes them
+    (nothing is kept once printed). ``outbox``, when given, receives every queued message."""
 
-    def __init__(self, world: engine.World, store: MemoryStore | None = None) -> None:
+    def __init__(
+        self,
+        world: engine.World,
+        store: MemoryStore | None = None,
+        *,
+        outbox: list[engine.OutboundMessage] | None = None,
+    ) -> None:
         self.world = world
         self.store = store or MemoryStore()
+        self.outbox = outbox
         self._events: list[tuple[int, int, Event]] = []
-        self._timers: list[tuple[int, str, str, int, str]] = []
+        self._wakes: list[tuple[int, str]] = []
         self._scheduled: dict[str, int] = {}
-        self._records: list[tuple[int, str, int, dict[str, Any]]] = []
         self._seq = 0
-        self._produced = 0
+        self._timer_end = NEVER
         self.first_at: int | None = None
         self.last_at: int | None = None
-        self.messages: list[engine.OutboundMessage] = []
 
     def ingest(self, events: Iterable[Event]) -> tuple[int, int]:
-        """Store events (idempotently by id). Returns (accepted, duplicates)."""
+        """Store events (idempotently by id) and their suppression changes. Returns
+        (accepted, duplicates)."""
         accepted = duplicates = 0
+        region = self.world.settings.default_region
+        push = heapq.heappush
         for event in events:
             if not self.store.first_sighting(event.id):
                 duplicates += 1
                 continue
             self._seq += 1
             event.seq = self._seq
-            heapq.heappush(self._events, (event.at, self._seq, event))
+            push(self._events, (event.at, self._seq, event))
             accepted += 1
-            if event.depth == 0:
-                self.first_at = event.at if self.first_at is None else min(self.first_at, event.at)
-                self.last_at = event.at if self.last_at is None else max(self.last_at, event.at)
+            change = compliance.suppression_change(
+                event.type, event.data, event.at, region, self._seq
+            )
+            if change is not None:
+                self.store.suppressions.add(change)
+            at = event.at
+            if self.first_at is None or at < self.first_at:
+                self.first_at = at
+            if self.last_at is None or at > self.last_at:
+                self.last_at = at
         return accepted, duplicates
 
     # -- the clock ---------------------------------------------------------------------------
     def run(self, until: int | None = None) -> list[dict[str, Any]]:
+        """:meth:`stream`, collected."""
+        return list(self.stream(until))
+
+    def stream(self, until: int | None = None) -> Iterator[dict[str, Any]]:
         """Advance the clock: up to ``until`` (inclusive) for everything; without it, cron
         ticks up to the last event and other timers until none is due (at most five years
-        after the last event)."""
-        # A run allocates many small containers that live on (customer states, records);
-        # Python's default young-generation threshold (700) then rescans them constantly.
-        # A larger threshold for the run's duration saves ~10-20% and still collects cycles.
+        after the last event). Yields the records as the clock passes them."""
+        # A run allocates many small containers that live on (customer states); Python's
+        # default young-generation threshold (700) then rescans them constantly. A larger
+        # threshold for the run's duration saves ~10-20% and still collects cycles.
         threshold = gc.get_threshold()
         gc.set_threshold(max(threshold[0], 50_000), *threshold[1:])
         try:
-            return self._run(until)
+            yield from self._run(until)
         finally:
             gc.set_threshold(*threshold)
 
-    def _run(self, until: int | None) -> list[dict[str, Any]]:
-        if self.first_at is None:
-            return []
-        assert self.last_at is not None
-        tick_end = until if until is not None else self.last_at
-        timer_end = until if until is not None else _years_after(self.last_at, HORIZON_YEARS)
+    def _cron(self, tick_end: int) -> list[_Tick]:
+        assert self.first_at is not None
         ticks: list[_Tick] = []
         for machine in sorted(self.world.machines.values(), key=lambda m: m.id):
             trig = machine.trigger
@@ -131,92 +169,76 @@ class Simulation:
             first = next(it, None)
             if first is not None:
                 heapq.heappush(ticks, _Tick(first, machine.id, it))
+        return ticks
 
-        never = durations.MAX_INSTANT + 1
-        event_end = until if until is not None else never
-        pending = self._events
+    def _run(self, until: int | None) -> Iterator[dict[str, Any]]:
+        if self.first_at is None or self.last_at is None:
+            return
+        tick_end = until if until is not None else self.last_at
+        self._timer_end = until if until is not None else _years_after(self.last_at, HORIZON)
+        event_end = until if until is not None else NEVER
+        ticks = self._cron(tick_end)
+        pending, wakes, scheduled = self._events, self._wakes, self._scheduled
+        pop = heapq.heappop
         while True:
-            # The next input: timers before ticks before events at one instant.
-            timer = self._peek_timer()
-            if timer is None or timer > timer_end:
-                timer = never
-            tick_at = ticks[0].at if ticks else never
-            event_at = pending[0][0] if pending else never
-            if event_at > event_end:
-                event_at = never
-            if timer <= tick_at and timer <= event_at:
-                if timer == never:
-                    break
-                which = 0
-            else:
-                which = 1 if tick_at <= event_at else 2
-            if which == 0:
-                due, customer_id, _, _, instance_id = heapq.heappop(self._timers)
-                del self._scheduled[instance_id]
-                self._handle(
-                    engine.fire_timer(
-                        self.world,
-                        self.store.customer(customer_id),
-                        instance_id,
-                        due,
-                        self.store.suppressions,
-                    )
-                )
-            elif which == 1:
-                tick = heapq.heappop(ticks)
-                for customer_id in sorted(self.store.customers):
-                    self._handle(
-                        engine.apply_tick(
-                            self.world,
-                            self.store.customer(customer_id),
-                            tick.journey,
-                            tick.at,
-                            self.store.suppressions,
-                        )
-                    )
+            # The next instant with any input: a customer's timer, a cron tick, an event.
+            while wakes and scheduled.get(wakes[0][1]) != wakes[0][0]:
+                pop(wakes)  # stale: the customer's next wake moved
+            now = wakes[0][0] if wakes else NEVER
+            if ticks and ticks[0].at < now:
+                now = ticks[0].at
+            if pending and pending[0][0] < now and pending[0][0] <= event_end:
+                now = pending[0][0]
+            if now == NEVER:
+                return
+            work: dict[str, tuple[list[Event], list[tuple[int, str]]]] = {}
+            while wakes and wakes[0][0] == now:
+                _, customer_id = pop(wakes)
+                if scheduled.get(customer_id) == now:
+                    del scheduled[customer_id]
+                    work.setdefault(customer_id, ([], []))
+            due_ticks: list[tuple[int, str]] = []
+            while ticks and ticks[0].at == now:
+                tick = pop(ticks)
+                due_ticks.append((now, tick.journey))
                 following = next(tick.ticks, None)
                 if following is not None:
                     heapq.heappush(ticks, _Tick(following, tick.journey, tick.ticks))
+            if due_ticks:
+                # Audience journeys consider the customers known at the tick.
+                for customer_id in self.store.customers:
+                    work.setdefault(customer_id, ([], []))[1].extend(due_ticks)
+            while pending and pending[0][0] == now:
+                event = pop(pending)[2]
+                work.setdefault(event.customer_id, ([], []))[0].append(event)
+            yield from self._advance(now, work)
+
+    def _advance(
+        self, now: int, work: dict[str, tuple[list[Event], list[tuple[int, str]]]]
+    ) -> Iterator[dict[str, Any]]:
+        """Advance every customer with work at ``now``; their records, by customer id."""
+        store = self.store
+        for customer_id in sorted(work):
+            evts, ticks = work[customer_id]
+            result = engine.advance(
+                self.world,
+                store.customer(customer_id),
+                now,
+                events=evts,
+                ticks=ticks,
+                suppressions=store.suppressions,
+                first_sighting=store.first_sighting,
+            )
+            store.save(result.state)
+            if self.outbox is not None:
+                self.outbox.extend(result.messages)
+            wake = result.next_wake
+            if wake is not None and wake <= self._timer_end:
+                self._scheduled[customer_id] = wake
+                heapq.heappush(self._wakes, (wake, customer_id))
             else:
-                _, _, event = heapq.heappop(self._events)
-                self._handle(
-                    engine.apply_event(
-                        self.world,
-                        self.store.customer(event.customer_id),
-                        event,
-                        self.store.suppressions,
-                    )
-                )
-        self._records.sort()  # (at, customer_id, production order): seq is unique
-        return [r[3] for r in self._records]
-
-    def _peek_timer(self) -> int | None:
-        timers = self._timers
-        while timers:
-            due, _, _, _, instance_id = timers[0]
-            if self._scheduled.get(instance_id) == due:
-                return due
-            heapq.heappop(timers)  # stale: the instance moved on
-        return None
-
-    def _handle(self, outcome: engine.Outcome) -> None:
-        state = outcome.state
-        self.store.save(state)
-        if outcome.suppressions:
-            self.store.apply_suppressions(outcome.suppressions)
-        for record in outcome.records:
-            self._produced += 1
-            self._records.append((record["at"], record["customer_id"], self._produced, record))
-        self.messages.extend(outcome.messages)
-        if outcome.emitted:
-            self.ingest(outcome.emitted)
-        for inst in state.instances:
-            wake = inst.wake_at
-            if wake is not None and self._scheduled.get(inst.id) != wake:
-                self._scheduled[inst.id] = wake
-                heapq.heappush(
-                    self._timers, (wake, state.customer_id, inst.journey, inst.n, inst.id)
-                )
+                self._scheduled.pop(customer_id, None)
+            yield from result.records
 
 
 def simulate(

@@ -1,8 +1,14 @@
 """The per-customer state the engine reads and returns: profile, instances, send history.
 
-These are plain, JSON-friendly containers so any store can persist them (memory for
-``simulate``, SQL for the daemon). The engine never mutates what it is given: it clones, works
-on the copy and returns it, which keeps it a pure function of its inputs.
+These are plain, JSON-friendly containers so any store can persist them: ``simulate`` keeps
+them in memory, the daemon stores each customer's state as one JSON document
+(:meth:`CustomerState.to_document`), so new engine fields need no database migration. The
+engine never mutates what it is given: it clones once per call, works on the copy and returns
+it, which keeps it a pure function of its inputs.
+
+Growth is bounded: ended instances leave once their goal window closes, send history older
+than the longest frequency-cap window is dropped, and ``reentry: never`` remembers at most
+:data:`MAX_KEYS_PER_JOURNEY` keys per journey (the oldest are forgotten).
 """
 
 from __future__ import annotations
@@ -10,13 +16,31 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 ACTIVE = "active"
 ENDED = "ended"
+
+DOCUMENT_VERSION = 1
+"""The state document's format version; :func:`CustomerState.from_document` refuses others."""
+
+MAX_KEYS_PER_JOURNEY = 1000
+"""Entry keys remembered per (customer, journey) for ``reentry: never``. A customer with more
+distinct keys (orders) than this in one journey could re-enter for one of the oldest."""
+
+
+class StateFormatError(ValueError):
+    """A stored state document this version of postflow cannot read."""
 
 
 @dataclass(slots=True)
 class Instance:
-    """One customer's passage through one journey version."""
+    """One customer's passage through one journey version.
+
+    ``emits`` counts emits per step (the ``n`` of emitted event ids), ``messages`` the messages
+    queued (the ``n`` of message ids); ``steps_at``/``steps`` count steps taken at one logical
+    instant, the backstop against loops that never block.
+    """
 
     id: str
     journey: str
@@ -36,10 +60,14 @@ class Instance:
     converted: bool = False
     ended_at: int | None = None
     exit_reason: str | None = None
-    counters: dict[str, int] = field(default_factory=dict)  # emits per step, messages
+    emits: dict[str, int] = field(default_factory=dict)
+    messages: int = 0
+    steps_at: int | None = None
+    steps: int = 0
 
     def clone(self) -> Instance:
         # Hand-written (not dataclasses.replace): cloning is on the engine's hot path.
+        # ``trigger`` and ``last_event`` are event views: never mutated, so shared.
         return Instance(
             self.id,
             self.journey,
@@ -54,13 +82,74 @@ class Instance:
             self.wake_at,
             self.waiting,
             self.last_event,
-            dict(self.vars),
+            dict(self.vars) if self.vars else {},
             self.variant,
             self.converted,
             self.ended_at,
             self.exit_reason,
-            dict(self.counters),
+            dict(self.emits) if self.emits else {},
+            self.messages,
+            self.steps_at,
+            self.steps,
         )
+
+    def to_json(self) -> dict[str, Any]:
+        """The instance as a JSON object; fields at their default are left out (smaller rows)."""
+        doc: dict[str, Any] = {
+            "id": self.id,
+            "journey": self.journey,
+            "version": self.version,
+            "n": self.n,
+            "key": self.key,
+            "entered_at": self.entered_at,
+            "trigger": self.trigger,
+            "status": self.status,
+        }
+        for name, default in _INSTANCE_DEFAULTS:
+            value = getattr(self, name)
+            if value != default:
+                doc[name] = value
+        return doc
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> Instance:
+        try:
+            inst = cls(
+                id=doc["id"],
+                journey=doc["journey"],
+                version=doc["version"],
+                n=doc["n"],
+                key=doc["key"],
+                entered_at=doc["entered_at"],
+                trigger=doc["trigger"],
+                status=doc["status"],
+            )
+        except (KeyError, TypeError) as exc:
+            raise StateFormatError(f"instance without {exc}") from None
+        for name, default in _INSTANCE_DEFAULTS:
+            if name in doc:
+                setattr(inst, name, doc[name])
+            elif isinstance(default, dict):
+                setattr(inst, name, {})
+        return inst
+
+
+_INSTANCE_DEFAULTS: tuple[tuple[str, Any], ...] = (
+    ("step", None),
+    ("step_started", 0),
+    ("wake_at", None),
+    ("waiting", None),
+    ("last_event", None),
+    ("vars", {}),
+    ("variant", None),
+    ("converted", False),
+    ("ended_at", None),
+    ("exit_reason", None),
+    ("emits", {}),
+    ("messages", 0),
+    ("steps_at", None),
+    ("steps", 0),
+)
 
 
 @dataclass(slots=True)
@@ -71,7 +160,8 @@ class CustomerState:
     ``cooldown``; ``keys`` remembers entry keys for ``reentry: never``; ``sent`` holds
     (channel, at) of recent marketing messages decided ``sent``, for frequency caps.
     ``instances`` holds active instances and ended ones whose goal window is still open,
-    ordered by journey id, then entry.
+    ordered by journey id, then entry. ``processed_at`` is the latest logical time applied:
+    an event older than it is applied at it (history is never rewritten).
     """
 
     customer_id: str
@@ -85,12 +175,78 @@ class CustomerState:
 
     def clone(self) -> CustomerState:
         return CustomerState(
-            customer_id=self.customer_id,
-            profile=dict(self.profile),
-            processed_at=self.processed_at,
-            instances=[i.clone() for i in self.instances],
-            entries=dict(self.entries),
-            last_entered=dict(self.last_entered),
-            keys={k: list(v) for k, v in self.keys.items()},
-            sent=list(self.sent),
+            self.customer_id,
+            dict(self.profile),
+            self.processed_at,
+            [i.clone() for i in self.instances],
+            dict(self.entries),
+            dict(self.last_entered),
+            {k: list(v) for k, v in self.keys.items()} if self.keys else {},
+            list(self.sent),
         )
+
+    def next_wake(self) -> int | None:
+        """The earliest timer of an active instance: when this customer next has work, unless
+        an event arrives first."""
+        wakes = [i.wake_at for i in self.instances if i.wake_at is not None]
+        return min(wakes) if wakes else None
+
+    def remember_key(self, journey: str, key: str) -> None:
+        """Remember an entry key for ``reentry: never``, forgetting the oldest past the bound."""
+        keys = self.keys.setdefault(journey, [])
+        keys.append(key)
+        if len(keys) > MAX_KEYS_PER_JOURNEY:
+            del keys[: len(keys) - MAX_KEYS_PER_JOURNEY]
+
+    # -- the stored document --------------------------------------------------------------
+    def to_document(self) -> bytes:
+        """One JSON document (UTF-8 bytes) holding everything the engine needs.
+
+        Times are integer epoch microseconds. Keys and strings never contain NUL (PostgreSQL
+        ``jsonb`` rejects it): events carrying one are refused at ingestion, and the engine's
+        own keys are plain names."""
+        doc: dict[str, Any] = {"v": DOCUMENT_VERSION, "customer_id": self.customer_id}
+        if self.profile:
+            doc["profile"] = self.profile
+        if self.processed_at is not None:
+            doc["processed_at"] = self.processed_at
+        if self.instances:
+            doc["instances"] = [i.to_json() for i in self.instances]
+        if self.entries:
+            doc["entries"] = self.entries
+        if self.last_entered:
+            doc["last_entered"] = self.last_entered
+        if self.keys:
+            doc["keys"] = self.keys
+        if self.sent:
+            doc["sent"] = self.sent
+        return orjson.dumps(doc)
+
+    @classmethod
+    def from_document(cls, data: bytes | str) -> CustomerState:
+        """Read :meth:`to_document`'s output. Raises :class:`StateFormatError` for a document
+        of another format version or a broken one."""
+        try:
+            doc = orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            raise StateFormatError(f"state document is not JSON: {exc}") from None
+        if not isinstance(doc, dict):
+            raise StateFormatError("state document is not a JSON object")
+        version = doc.get("v")
+        if version != DOCUMENT_VERSION:
+            raise StateFormatError(
+                f"state document format {version!r}; this postflow reads {DOCUMENT_VERSION}"
+            )
+        try:
+            return cls(
+                customer_id=doc["customer_id"],
+                profile=doc.get("profile", {}),
+                processed_at=doc.get("processed_at"),
+                instances=[Instance.from_json(i) for i in doc.get("instances", ())],
+                entries=doc.get("entries", {}),
+                last_entered=doc.get("last_entered", {}),
+                keys=doc.get("keys", {}),
+                sent=[(c, at) for c, at in doc.get("sent", ())],
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise StateFormatError(f"state document is broken: {exc}") from None

@@ -1,4 +1,4 @@
-"""The in-memory store: customers, the suppression list and seen event ids, in dicts.
+"""The in-memory store: customers, the suppression timeline and seen event ids, in dicts.
 
 ``simulate`` and ``postflow test`` use it; it ships in the package so users can drive the
 engine from their own tests too. It holds state only: deciding is the engine's job.
@@ -6,16 +6,52 @@ engine from their own tests too. It holds state only: deciding is the engine's j
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from bisect import bisect_right, insort
 
-from postflow.effects import SuppressionChange
+from postflow.compliance import SuppressionChange
 from postflow.state import CustomerState
+
+_EMPTY: frozenset[str] = frozenset()
+_LAST = (1 << 63, 1 << 63)
+
+
+class SuppressionTimeline:
+    """Each address's suppression reasons over logical time, built at ingestion.
+
+    A change applies from its ``at`` on (changes with equal ``at`` in ingestion order): a
+    suppression adds its reason to those in force, an unsuppression clears them. Answers the
+    engine's :class:`postflow.world.SuppressionLookup`."""
+
+    def __init__(self) -> None:
+        # address -> sorted [(at, seq, reasons in force from then on)]
+        self._changes: dict[str, list[tuple[int, int, frozenset[str]]]] = {}
+        self._raw: dict[str, list[SuppressionChange]] = {}
+
+    def add(self, change: SuppressionChange) -> None:
+        raw = self._raw.setdefault(change.address, [])
+        insort(raw, change, key=lambda c: (c.at, c.seq))
+        timeline = []
+        reasons = _EMPTY
+        for c in raw:
+            reasons = _EMPTY if c.reason is None else reasons | {c.reason}
+            timeline.append((c.at, c.seq, reasons))
+        self._changes[change.address] = timeline
+
+    def reasons_at(self, address: str, at: int) -> frozenset[str]:
+        timeline = self._changes.get(address)
+        if not timeline:
+            return _EMPTY
+        index = bisect_right(timeline, (at, *_LAST))
+        return timeline[index - 1][2] if index else _EMPTY
+
+    def __len__(self) -> int:
+        return len(self._changes)
 
 
 class MemoryStore:
     def __init__(self) -> None:
         self.customers: dict[str, CustomerState] = {}
-        self.suppressions: dict[str, frozenset[str]] = {}
+        self.suppressions = SuppressionTimeline()
         self.seen_ids: set[str] = set()
 
     def customer(self, customer_id: str) -> CustomerState:
@@ -33,11 +69,3 @@ class MemoryStore:
             return False
         self.seen_ids.add(event_id)
         return True
-
-    def apply_suppressions(self, changes: Iterable[SuppressionChange]) -> None:
-        for change in changes:
-            if change.remove:
-                self.suppressions.pop(change.address, None)
-            else:
-                current = self.suppressions.get(change.address, frozenset())
-                self.suppressions[change.address] = current | {change.reason or "manual"}
