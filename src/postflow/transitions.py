@@ -234,21 +234,20 @@ class Transition:
         """Fire ``inst``'s timer (due now): end a wait, time a ``wait_for`` out, or release a
         message held by quiet hours."""
         machine = self.pinned(inst)
-        if machine is None or inst.step is None:
-            return
-        step = self.step_of(machine, inst, inst.step)
-        if step is None:
-            return
-        waiting = inst.waiting
-        inst.wake_at = None
-        inst.waiting = None
-        if waiting == "wait_for":
-            self.advance(machine, inst, step.on_timeout or step.next)
-        elif waiting == "hold":
-            if self.safe_step(machine, inst, step, released=True):
+        step = None
+        if machine is not None and inst.step is not None:
+            step = self.step_of(machine, inst, inst.step)
+        if machine is not None and step is not None:
+            waiting = inst.waiting
+            inst.wake_at = None
+            inst.waiting = None
+            if waiting == "wait_for":
+                self.advance(machine, inst, step.on_timeout or step.next)
+            elif waiting == "hold":
+                if self.safe_step(machine, inst, step, released=True):
+                    self.advance(machine, inst, step.next)
+            else:
                 self.advance(machine, inst, step.next)
-        else:
-            self.advance(machine, inst, step.next)
         self.prune()
 
     def on_tick(self, journey: str, tick: int) -> None:
