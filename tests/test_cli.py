@@ -767,11 +767,16 @@ def test_malformed_test_file_bad_time_and_bad_kind(tmp_path: Path, monkeypatch) 
 
 
 def test_test_with_no_files_and_missing_path(tmp_path: Path) -> None:
+    # Nothing to test is a usage error (exit 2), never a green "0 passed".
     (tmp_path / "journeys").mkdir()
     proc = run(tmp_path, "test")
-    assert proc.returncode == 0
-    assert proc.stdout.decode().splitlines()[-1] == "0 passed, 0 failed"
+    assert proc.returncode == 2
+    assert "passed" not in proc.stdout.decode()
     assert "no journey test files" in proc.stderr.decode()
+    (tmp_path / "empty").mkdir()
+    proc = run(tmp_path, "test", "empty")
+    assert proc.returncode == 2
+    assert "no journey test files (*.test.yaml) found in empty" in proc.stderr.decode()
     proc = run(tmp_path, "test", "nope.test.yaml")
     assert proc.returncode == 2
     assert "nope.test.yaml" in proc.stderr.decode()
@@ -1084,3 +1089,13 @@ def test_test_command_names_a_journey_file_given_by_mistake(review: Path, monkey
         "1 test file(s) could not run: see the errors above",
         "0 passed, 0 failed",
     ]
+
+
+def test_simulate_with_a_directory_for_events_is_a_usage_error(tmp_path: Path) -> None:
+    (tmp_path / "journeys").mkdir()
+    (tmp_path / "events").mkdir()
+    proc = run(tmp_path, "simulate", "--events", "events")
+    assert proc.returncode == 2
+    err = proc.stderr.decode()
+    assert "--events events is a directory, not an events file" in err
+    assert "Traceback" not in err and "Errno" not in err

@@ -154,6 +154,8 @@ def simulate_command(
         world = build_world(settings, journeys_dir)
         if not Path(events_path).exists():
             raise project.MissingPath(events_path)
+        if Path(events_path).is_dir():
+            raise click.UsageError(f"--events {events_path} is a directory, not an events file")
         stored = events.read_events(events_path)
         sim = simulate.Simulation(world)
         sim.ingest(stored)
@@ -216,7 +218,11 @@ def test_command(paths: tuple[str, ...], journeys_dir: str | None, config_path: 
                         click.echo(f"  {line}")
         print_problems(problems)
         if not files:
-            click.echo("no journey test files (*.test.yaml) found", err=True)
+            # Nothing to run is a mistake in the command, not a pass: a CI job pointed at the
+            # wrong directory must not go green.
+            where = ", ".join(str(t) for t in targets) or "journeys/ and tests/"
+            click.echo(f"error: no journey test files (*.test.yaml) found in {where}", err=True)
+            sys.exit(2)
         if malformed:
             click.echo(f"{malformed} test file(s) could not run: see the errors above")
         click.echo(f"{passed} passed, {failed} failed")
