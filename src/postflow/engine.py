@@ -49,7 +49,7 @@ _NEVER = 1 << 62
 
 def advance(
     world: World,
-    state: CustomerState,
+    state: CustomerState | bytes,
     until: int,
     *,
     events: Iterable[Event] = (),
@@ -61,12 +61,15 @@ def advance(
 
     ``events`` are the customer's stored, not yet applied events in ingestion order;
     ``ticks`` are ``(at, journey id)`` cron ticks this customer takes part in. Due timers come
-    from ``state``. ``first_sighting`` keeps ids global: an emitted event whose id was
+    from ``state``, which is a :class:`CustomerState` or its stored document (bytes, as a
+    store keeps it: decoding it makes the private copy the engine works on, so nothing is
+    cloned twice). ``first_sighting`` keeps ids global: an emitted event whose id was
     already ingested is dropped, as ingestion would. ``state`` is not changed; the result
     holds the new state, the effects in production order, the events left for later and the
     customer's next wake time.
     """
-    run = Transition(world, state.clone(), suppressions)
+    private = CustomerState.from_document(state) if isinstance(state, bytes) else state.clone()
+    run = Transition(world, private, suppressions)
     queue: list[tuple[int, int, Event]] = []
     order = 0
     for event in events:

@@ -206,7 +206,7 @@ class Simulation:
                     heapq.heappush(ticks, _Tick(following, tick.journey, tick.ticks))
             if due_ticks:
                 # Audience journeys consider the customers known at the tick.
-                for customer_id in self.store.customers:
+                for customer_id in self.store.documents:
                     work.setdefault(customer_id, ([], []))[1].extend(due_ticks)
             while pending and pending[0][0] == now:
                 event = pop(pending)[2]
@@ -222,7 +222,7 @@ class Simulation:
             evts, ticks = work[customer_id]
             result = engine.advance(
                 self.world,
-                store.customer(customer_id),
+                store.load(customer_id),
                 now,
                 events=evts,
                 ticks=ticks,
