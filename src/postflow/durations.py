@@ -21,8 +21,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, timezone, tzinfo
 from functools import lru_cache
-from time import gmtime as _gmtime
-from time import strftime as _strftime
 from typing import TypeAlias
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -39,7 +37,7 @@ _UNITS_US = {
 # Past this a timer would land beyond what datetime can print; no journey means it.
 _MAX_DURATION_US = 36_525 * _UNITS_US["d"]
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_YEAR_10000 = 253_402_300_800  # seconds from the epoch to 10000-01-01
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 # Accepted instants: far enough from datetime's limits that any wait, window or horizon
 # computed from them (durations are capped at about 100 years) stays printable.
 MIN_INSTANT = (datetime(1000, 1, 1, tzinfo=UTC) - _EPOCH) // timedelta(microseconds=1)
@@ -250,21 +248,24 @@ def parse_instant(text: str) -> int:
 def format_instant(us: int) -> str:
     """Print an instant the one way records show it: UTC, ``Z``, microseconds only if any.
 
-    Cached and built on ``time.gmtime``: every record and every event view prints one, and
-    many share an instant.
+    Cached, and built from a cached date prefix plus integer arithmetic for the time of day:
+    every record and every event view prints one, and most instants are distinct.
     """
     seconds, micro = divmod(us, US_PER_SECOND)
-    if 0 <= seconds < _YEAR_10000:
-        text = _strftime("%Y-%m-%dT%H:%M:%S", _gmtime(seconds))
-    else:  # before 1970 (%Y would not pad) or unprintable (raises OverflowError)
-        dt = to_datetime(us)
-        text = (
-            f"{dt.year:04d}-{dt.month:02d}-{dt.day:02d}"
-            f"T{dt.hour:02d}:{dt.minute:02d}:{dt.second:02d}"
-        )
+    days, second_of_day = divmod(seconds, 86_400)
+    hours, rest = divmod(second_of_day, 3600)
+    minutes, secs = divmod(rest, 60)
+    text = f"{_day_prefix(days)}{hours:02d}:{minutes:02d}:{secs:02d}"
     if micro:
-        text += f".{micro:06d}"
+        return f"{text}.{micro:06d}Z"
     return text + "Z"
+
+
+@lru_cache(maxsize=4096)
+def _day_prefix(days: int) -> str:
+    """``YYYY-MM-DDT`` of a day counted from the epoch (years 1 to 9999; beyond: ValueError)."""
+    day = date.fromordinal(_EPOCH_ORDINAL + days)
+    return f"{day.year:04d}-{day.month:02d}-{day.day:02d}T"
 
 
 def to_datetime(us: int) -> datetime:
@@ -294,8 +295,14 @@ def resolve_local(d: date, t: time, zone: ZoneLike) -> int:
     which moves the time forward by the gap (02:30 -> 03:30); in a repeated hour it picks the
     first occurrence.
     """
+    return _resolve_local(d, t, _zone(zone))
+
+
+@lru_cache(maxsize=8192)
+def _resolve_local(d: date, t: time, tz: tzinfo) -> int:
+    # Cached: customers of one zone ask for the same few wall times each day.
     naive = datetime.combine(d, t.replace(tzinfo=None, fold=0))
-    return from_datetime(naive.replace(tzinfo=_zone(zone)))
+    return from_datetime(naive.replace(tzinfo=tz))
 
 
 def next_local_at(us: int, t: time, zone: ZoneLike) -> int:
@@ -338,16 +345,26 @@ def quiet_release(us: int, start: time, end: time, zone: ZoneLike) -> int | None
 
 
 def _window_end(us: int, start: time, end: time, tz: tzinfo) -> int | None:
-    wraps = start > end
     today = local_datetime(us, tz).date()
-    ends = []
+    ends = [
+        closes for opens, closes in _windows_near(today, start, end, tz) if opens <= us < closes
+    ]
+    return max(ends, default=None)
+
+
+@lru_cache(maxsize=4096)
+def _windows_near(today: date, start: time, end: time, tz: tzinfo) -> tuple[tuple[int, int], ...]:
+    """The windows that opened two days before ``today`` up to the one opening tomorrow, as
+    (opens, closes) instants. Cached: every held or checked message on a day in a zone asks
+    for the same four windows, and resolving wall times is the costly part."""
+    wraps = start > end
+    windows = []
     for back in (2, 1, 0, -1):
         day = today - timedelta(days=back)
         opens = resolve_local(day, start, tz)
         closes = resolve_local(day + timedelta(days=1 if wraps else 0), end, tz)
-        if opens <= us < closes:
-            ends.append(closes)
-    return max(ends, default=None)
+        windows.append((opens, closes))
+    return tuple(windows)
 
 
 # --- cron --------------------------------------------------------------------------------------

@@ -82,7 +82,7 @@ class Transition:
         self.outcome = Advance(state)
         self.depth = 0
         self.now = state.processed_at or 0
-        self.now_dt = durations.to_datetime(self.now)
+        self._now_dt: datetime | None = None
         self._helpers: expressions.Helpers | None = None
         self._zone: Any = None
         self._scopes: dict[str, dict[str, Any]] = {}
@@ -97,7 +97,7 @@ class Transition:
         self._scopes.clear()
         if now != self.now:
             self.now = now
-            self.now_dt = durations.to_datetime(now)
+            self._now_dt = None
             self._helpers = None
 
     # -- records and scope ---------------------------------------------------------------
@@ -117,6 +117,13 @@ class Transition:
         if inst.variant is not None:
             rec["variant"] = inst.variant
         self.outcome.records.append(rec)
+
+    @property
+    def now_dt(self) -> datetime:
+        """``now`` as a datetime, for expressions; made only when a scope needs it."""
+        if self._now_dt is None:
+            self._now_dt = durations.to_datetime(self.now)
+        return self._now_dt
 
     def reset_zone(self) -> None:
         """The profile's time zone may have changed: scopes and helpers carry it."""
