@@ -260,3 +260,23 @@ def test_send_history_stays_within_the_longest_cap_window(proj: Project) -> None
     result = engine.advance(world, CustomerState("c1"), T0 + 40 * 6 * HOUR, events=evts)
     assert 0 < len(result.state.sent) <= 5
     assert result.state.instances == []
+
+
+def test_simulate_decides_alike_with_customers_kept_live_or_as_documents() -> None:
+    # The repo's starter journeys over the bundled example events, once with every customer
+    # kept as a live object and once with every customer stored as a document between inputs.
+    from conftest import REPO
+
+    from postflow import config, project
+    from postflow.store.memory import MemoryStore
+
+    settings = config.load_settings(REPO / "postflow.yaml")
+    machines = project.require_journeys([REPO / "journeys"], settings.templates)
+    world = engine.World.build(machines, settings)
+    outputs = []
+    for limit in (10**9, 0, 1):
+        sim = simulate.Simulation(world, MemoryStore(live_limit=limit))
+        sim.ingest(events.read_events(REPO / "examples" / "events.jsonl"))
+        outputs.append(simulate.format_records(sim.run()))
+    assert outputs[0].count(b"\n") > 10
+    assert outputs[0] == outputs[1] == outputs[2]

@@ -56,6 +56,7 @@ def advance(
     ticks: Iterable[tuple[int, str]] = (),
     suppressions: SuppressionLookup = NO_SUPPRESSIONS,
     first_sighting: Callable[[str], bool] | None = None,
+    owned: bool = False,
 ) -> Advance:
     """Apply every input of one customer that is due at or before ``until``.
 
@@ -63,8 +64,10 @@ def advance(
     ``ticks`` are ``(at, journey id)`` cron ticks this customer takes part in. Due timers come
     from ``state``, which is a :class:`CustomerState` or its stored document (bytes, as a
     store keeps it: decoding it makes the private copy the engine works on, so nothing is
-    cloned twice). ``first_sighting`` keeps ids global: an emitted event whose id was
-    already ingested is dropped, as ingestion would. ``state`` is not changed; the result
+    cloned twice). ``owned=True`` says the caller hands a :class:`CustomerState` over and will
+    not use it again, so the engine works on it instead of a copy. ``first_sighting`` keeps
+    ids global: an emitted event whose id was already ingested is dropped, as ingestion
+    would. Otherwise ``state`` is not changed; the result
     holds the new state, the effects in production order, the events left for later and the
     customer's next wake time.
     """

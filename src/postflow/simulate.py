@@ -206,7 +206,7 @@ class Simulation:
                     heapq.heappush(ticks, _Tick(following, tick.journey, tick.ticks))
             if due_ticks:
                 # Audience journeys consider the customers known at the tick.
-                for customer_id in self.store.documents:
+                for customer_id in self.store.known():
                     work.setdefault(customer_id, ([], []))[1].extend(due_ticks)
             while pending and pending[0][0] == now:
                 event = pop(pending)[2]
@@ -222,12 +222,13 @@ class Simulation:
             evts, ticks = work[customer_id]
             result = engine.advance(
                 self.world,
-                store.load(customer_id),
+                store.take(customer_id),
                 now,
                 events=evts,
                 ticks=ticks,
                 suppressions=store.suppressions,
                 first_sighting=store.first_sighting,
+                owned=True,
             )
             store.save(result.state)
             if self.outbox is not None:

@@ -49,37 +49,61 @@ class SuppressionTimeline:
         return len(self._changes)
 
 
+LIVE_LIMIT = 100_000
+"""Customers the memory store keeps as live objects; the least recently saved beyond this are
+kept as state documents."""
+
+
 class MemoryStore:
-    """Customers as state documents, exactly as the SQL store keeps them.
+    """Customers' states, the suppression timeline and seen event ids.
 
-    Each customer's state is stored as :meth:`CustomerState.to_document` bytes, not as live
-    objects: a sleeping customer then costs a few hundred bytes instead of a few kilobytes
-    (a million customers fit in well under 1.5 GB), and every ``simulate`` run proves that the
-    document the daemon stores carries everything the engine needs."""
+    The most recently saved :data:`LIVE_LIMIT` customers stay live objects (handed to the
+    engine without a copy); older ones are kept as state documents, exactly the bytes the SQL
+    store keeps, so a sleeping customer costs a few hundred bytes instead of a few kilobytes
+    and a million customers fit in well under 1.5 GB. ``live_limit=0`` keeps every customer
+    as a document (tests use it to prove both forms decide alike)."""
 
-    def __init__(self) -> None:
+    def __init__(self, live_limit: int = LIVE_LIMIT) -> None:
+        self.live_limit = live_limit
+        self.live: dict[str, CustomerState] = {}  # in order of last save
         self.documents: dict[str, bytes] = {}
         self.suppressions = SuppressionTimeline()
         self.seen_ids: set[str] = set()
 
-    def load(self, customer_id: str) -> CustomerState | bytes:
-        """The customer's stored document, or a new state for a customer never seen."""
-        doc = self.documents.get(customer_id)
+    def take(self, customer_id: str) -> CustomerState | bytes:
+        """Hand a customer's state over to the caller (who saves the new one): the live object,
+        the stored document, or a new state for a customer never seen."""
+        state = self.live.pop(customer_id, None)
+        if state is not None:
+            return state
+        doc = self.documents.pop(customer_id, None)
         return doc if doc is not None else CustomerState(customer_id)
 
     def customer(self, customer_id: str) -> CustomerState:
+        """A copy of a customer's state, for inspection."""
+        state = self.live.get(customer_id)
+        if state is not None:
+            return state.clone()
         doc = self.documents.get(customer_id)
         return CustomerState.from_document(doc) if doc is not None else CustomerState(customer_id)
 
     def save(self, state: CustomerState) -> None:
-        # orjson hands back its whole output buffer (about 4 KB whatever the length): keep an
-        # exact-size copy, or a million stored documents would cost 4 GB.
-        self.documents[state.customer_id] = memoryview(state.to_document()).tobytes()
+        live = self.live
+        live[state.customer_id] = state
+        while len(live) > self.live_limit:
+            oldest = next(iter(live))
+            # orjson hands back its whole output buffer (about 4 KB whatever the length):
+            # keep an exact-size copy, or a million documents would cost 4 GB.
+            self.documents[oldest] = memoryview(live.pop(oldest).to_document()).tobytes()
+
+    def known(self) -> list[str]:
+        """Every customer with a stored state."""
+        return [*self.live, *self.documents]
 
     @property
     def customers(self) -> Mapping[str, CustomerState]:
         """Every known customer's state, decoded on access (for inspection and tests)."""
-        return _Decoded(self.documents)
+        return _Decoded(self)
 
     def first_sighting(self, event_id: str | None) -> bool:
         """Idempotent ingestion: True the first time an id is seen (events without id always)."""
@@ -92,14 +116,16 @@ class MemoryStore:
 
 
 class _Decoded(Mapping[str, CustomerState]):
-    def __init__(self, documents: dict[str, bytes]) -> None:
-        self._documents = documents
+    def __init__(self, store: MemoryStore) -> None:
+        self._store = store
 
     def __getitem__(self, customer_id: str) -> CustomerState:
-        return CustomerState.from_document(self._documents[customer_id])
+        if customer_id not in self._store.live and customer_id not in self._store.documents:
+            raise KeyError(customer_id)
+        return self._store.customer(customer_id)
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._documents)
+        return iter(self._store.known())
 
     def __len__(self) -> int:
-        return len(self._documents)
+        return len(self._store.live) + len(self._store.documents)
