@@ -71,7 +71,10 @@ def advance(
     holds the new state, the effects in production order, the events left for later and the
     customer's next wake time.
     """
-    private = CustomerState.from_document(state) if isinstance(state, bytes) else state.clone()
+    if isinstance(state, bytes):
+        private = CustomerState.from_document(state)
+    else:
+        private = state if owned else state.clone()
     run = Transition(world, private, suppressions)
     queue: list[tuple[int, int, Event]] = []
     order = 0
