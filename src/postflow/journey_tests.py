@@ -66,20 +66,17 @@ def _case_events(
 ) -> list[events.Event]:
     """The case's events, validated like any other, with times resolved. The case's
     ``customer`` is merged into each customer's first event (the event's own keys win), so it
-    reaches the profile just before that event and is validated with it."""
+    reaches the profile just before that event; it is checked first, on its own, so a mistake
+    in it is reported where it is written."""
     base: Path_ = ("cases", index, "events")
     source = case["events"]
     rows: list[tuple[Any, Path_, Problem | None]] = []
     if isinstance(source, str):
         file = Path(doc.path).parent / source
         try:
-            text = file.read_text(encoding="utf-8")
+            text = events.read_text(file)
         except FileNotFoundError:
             raise ProblemsError([doc.problem(base, f"events file not found: {file}")]) from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ProblemsError(
-                [doc.problem(base, f"cannot read events file {file}: {exc}")]
-            ) from None
         not_json: list[Problem] = []
         for number, _, obj in events.iter_jsonl(text, str(file), not_json):
             rows.append((obj, base, Problem(str(file), number, 1, "error", "")))
@@ -114,6 +111,10 @@ def _case_events(
 
     shared = case.get("customer")
     if shared:
+        bad = _shared_customer_problems(doc, index, shared)
+        problems.extend(bad)
+        shared = None if bad else shared
+    if shared:
         first: dict[Any, int] = {}
         for i, (at, obj, _, _) in enumerate(resolved):
             cid = obj.get("customer_id")
@@ -132,10 +133,27 @@ def _case_events(
         except (events.EventError, OverflowError, ValueError) as exc:
             field = getattr(exc, "field", None)
             target = (*path, *field.split(".")) if field and line is None else path
-            problems.append(problem(target, line, f"bad event: {exc}"))
+            where = f"{field}: " if field and field not in str(exc) else ""
+            problems.append(problem(target, line, f"bad event: {where}{exc}"))
     if problems:
         raise ProblemsError(problems)
     return parsed
+
+
+def _shared_customer_problems(
+    doc: loader.Document, index: int, shared: dict[str, Any]
+) -> list[Problem]:
+    """A case's ``customer`` is checked as a profile where it is written (a bad timezone at
+    ``customer.timezone`` of the case, not at whichever event it is merged into), once."""
+    probe = {"type": "case", "customer_id": "case", "at": "2000-01-01T00:00:00Z"}
+    try:
+        events.parse_event({**probe, "customer": shared})
+    except events.EventError as exc:
+        field = exc.field or "customer"
+        where = f"{field}: " if field not in exc.message else ""
+        path: Path_ = ("cases", index, *field.split("."))
+        return [doc.problem(path, f"bad customer: {where}{exc.message}")]
+    return []
 
 
 def _matches(expect: dict[str, Any], record: dict[str, Any], at: int | None) -> bool:

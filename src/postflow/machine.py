@@ -216,13 +216,28 @@ class Compiler:
         path: tuple[str | int, ...],
         source: str,
         compiled: expressions.Condition | expressions.Value | expressions.Template,
+        *,
+        literal: bool = False,
     ) -> None:
         """Warn about names that are never in scope (``custmer``): the condition would be always
         false, the message always a render error. A warning, not an error: a template may
-        mean to fail, or guard the name with ``is defined``."""
+        mean to fail, or guard the name with ``is defined``. With ``literal`` (a ``set``,
+        ``emit`` or ``entry.key`` value), a value that is one bare unknown name (``WELCOME10``)
+        was almost surely meant as text: its one warning says how to quote it."""
         template = isinstance(compiled, expressions.Template)
         allowed = TEMPLATE_NAMES if template else expressions.SCOPE_NAMES
-        for name in sorted(expressions.free_names(compiled) - allowed):
+        bare = source.strip()
+        unknown = expressions.free_names(compiled) - allowed
+        if not unknown and not template and _IDENTIFIER.fullmatch(bare):
+            # free_names misses an expression that is one bare name (Jinja's find_all skips
+            # the root node); as a list item the name is found, globals and literals left out.
+            unknown = expressions.free_names(expressions.compile_value(f"[{bare}]")) - allowed
+        if literal and unknown == {bare}:
+            self.problems.append(
+                self.doc.problem(path, _unknown_name(bare, bare=True), severity="warning")
+            )
+            return
+        for name in sorted(unknown):
             line, col = _first_use(source, name)
             _, value_col = self.doc.where(path)
             self.problems.append(
@@ -248,8 +263,10 @@ class Compiler:
         self._check_names(path, str(source), compiled)
         return compiled
 
-    def value(self, path: tuple[str | int, ...], source: Any) -> Any:
-        """A value: a string is an expression; numbers, booleans and null are literals."""
+    def value(self, path: tuple[str | int, ...], source: Any, *, literal: bool = True) -> Any:
+        """A value: a string is an expression; numbers, booleans and null are literals.
+        ``literal``: a bare word here is likely meant as text (``set``, ``emit``, ``entry.key``
+        values; not ``wait.until``), see :meth:`_check_names`."""
         if not isinstance(source, str):
             return _Literal(source)
         if self._braced(path, source):
@@ -259,7 +276,7 @@ class Compiler:
         except expressions.ExpressionSyntaxError as exc:
             self._expr_error(path, exc)
             return _Literal(None)
-        self._check_names(path, source, compiled)
+        self._check_names(path, source, compiled, literal=literal)
         return compiled
 
     def template(
@@ -444,7 +461,8 @@ class Compiler:
             if isinstance(body, str):
                 return Step(**common, duration=self.duration(here, body))
             if "until" in body:
-                return Step(**common, until=self.value((*here, "until"), body["until"]))
+                until = self.value((*here, "until"), body["until"], literal=False)
+                return Step(**common, until=until)
             return Step(
                 **common,
                 duration=self.duration((*here, "for"), body["for"]) if "for" in body else 0,
@@ -538,13 +556,20 @@ class Compiler:
         return Step(**common, goto=body)
 
 
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 TEMPLATE_NAMES = expressions.SCOPE_NAMES | {"data"}
 """Names a template may read: the scope, and an email's ``data``."""
 
 
-def _unknown_name(name: str) -> str:
+def _unknown_name(name: str, *, bare: bool = False) -> str:
     known = sorted(TEMPLATE_NAMES)
     close = difflib.get_close_matches(name, known + sorted(expressions.FUNCTION_NAMES), n=1)
+    if bare:  # a lone word as a set, emit or entry.key value: most likely meant as text
+        maybe = f" (or did you mean '{close[0]}'?)" if close else ""
+        return (
+            f"unknown name '{name}': this value is none when the journey runs; to mean the "
+            f"text, quote it inside the YAML string: \"'{name}'\"{maybe}"
+        )
     hint = f" (did you mean '{close[0]}'?)" if close else f" (known: {', '.join(known)})"
     return f"unknown name '{name}'{hint}: it is undefined when the journey runs"
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import difflib
 from typing import Any
 
-from postflow import durations
+from postflow import durations, events
 from postflow.loader import Document
 from postflow.machine import END, STEP_KINDS
 from postflow.problems import Problem
@@ -71,10 +71,24 @@ def _edges(step: dict[str, Any], index: int, following: str) -> list[tuple[str, 
     return [implicit]
 
 
+def _reserved_emits(doc: Document, steps: list[dict[str, Any]]) -> list[Problem]:
+    """``emit`` of a type postflow raises itself (contract §1, §2): a journey that could fake
+    a suppression or a delivery would corrupt compliance and reports."""
+    return [
+        doc.problem(
+            ("steps", index, "emit", "event"),
+            f"'{step['emit']['event']}' is a reserved event type (postflow raises it itself): "
+            "a journey cannot emit it; emit a type of your own",
+        )
+        for index, step in enumerate(steps)
+        if isinstance(step.get("emit"), dict) and step["emit"].get("event") in events.RESERVED_TYPES
+    ]
+
+
 def check_steps(doc: Document) -> list[Problem]:
-    """Graph checks over a schema-valid journey document."""
-    problems: list[Problem] = []
+    """Graph checks over a schema-valid journey document (and the reserved ``emit`` types)."""
     steps: list[dict[str, Any]] = doc.data["steps"]
+    problems = _reserved_emits(doc, steps)
     first_at: dict[str, int] = {}
     for index, step in enumerate(steps):
         sid = step["id"]
