@@ -280,3 +280,37 @@ def test_simulate_decides_alike_with_customers_kept_live_or_as_documents() -> No
         outputs.append(simulate.format_records(sim.run()))
     assert outputs[0].count(b"\n") > 10
     assert outputs[0] == outputs[1] == outputs[2]
+
+
+def test_a_big_events_file_is_streamed_with_the_same_records(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Past KEEP_LIMIT events, ingest_file reads the file again instead of keeping it: lazily
+    # when it is in time order, all at once when not. Records must not change either way.
+    import json
+
+    from conftest import REPO
+
+    from postflow import config, project
+
+    settings = config.load_settings(REPO / "postflow.yaml")
+    world = engine.World.build(
+        project.require_journeys([REPO / "journeys"], settings.templates), settings
+    )
+    lines = (REPO / "examples" / "events.jsonl").read_text().splitlines()
+    rows = [json.loads(line) for line in lines if line.strip()]
+    rows.append(dict(rows[0]))  # a duplicate id: ignored in every mode
+    in_order = sorted(rows, key=lambda r: events.parse_event(r).at)
+    outputs = {}
+    for name, chosen in (("ordered", in_order), ("shuffled", list(reversed(in_order)))):
+        path = tmp_path / f"{name}.jsonl"
+        path.write_text("\n".join(json.dumps(r) for r in chosen) + "\n")
+        for limit in (10**9, 2):
+            monkeypatch.setattr(simulate, "KEEP_LIMIT", limit)
+            sim = simulate.Simulation(world)
+            counts = sim.ingest_file(path)
+            assert counts == (len(rows) - 1, 1)
+            assert (sim._stream is not None) == (limit == 2 and name == "ordered")
+            outputs[name, limit] = simulate.format_records(sim.run())
+    assert len(set(outputs.values())) == 1
+    assert next(iter(outputs.values())).count(b"\n") > 10

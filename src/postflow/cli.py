@@ -19,7 +19,6 @@ from postflow import (
     config,
     durations,
     engine,
-    events,
     journey_tests,
     project,
     simulate,
@@ -156,10 +155,8 @@ def simulate_command(
             raise project.MissingPath(events_path)
         if Path(events_path).is_dir():
             raise click.UsageError(f"--events {events_path} is a directory, not an events file")
-        stored = events.read_events(events_path)
         sim = simulate.Simulation(world)
-        sim.ingest(stored)
-        del stored
+        sim.ingest_file(events_path)
         simulate.write_records(sim.stream(until_us), sys.stdout.buffer)
 
 

@@ -19,7 +19,7 @@ import functools
 import gc
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -134,14 +134,26 @@ def parse_event(obj: Any, *, default_at: int | None = None, source: str | None =
             raise EventError(
                 f"{obj['type']} needs data.address (an email or a phone)", "data.address"
             )
+    return _build(obj, at)
+
+
+def _build(obj: dict[str, Any], at: int) -> Event:
+    customer = obj.get("customer")
     return Event(
         type=obj["type"],
         customer_id=obj["customer_id"],
         at=at,
         id=obj.get("id"),
         customer=dict(customer) if customer is not None else None,
-        data=data,
+        data=obj.get("data") or {},
     )
+
+
+def parse_accepted(obj: dict[str, Any]) -> Event:
+    """An event from a value :func:`parse_event` already accepted (the same line of an
+    unchanged file, read again): no validation, so a second pass over a big file costs little.
+    Never give it anything else."""
+    return _build(obj, durations.parse_instant(obj["at"]))
 
 
 def _may_hold_nul(value: Any) -> bool:
@@ -281,16 +293,101 @@ def _wide_encoding(raw: bytes) -> str | None:
     return None
 
 
-def iter_jsonl(text: str, path: str, problems: list[Problem]) -> Iterator[tuple[int, str, Any]]:
-    """(line number, line, decoded value) for each non-blank line. A line that is not JSON, or
-    writes a key twice in one object, is reported in ``problems`` (file:line:col) and skipped,
-    so every bad line is found in one run. Lines end at ``\\n``, ``\\r\\n`` or ``\\r`` (as
-    when Python reads text files), not at U+2028 and friends: JSON strings may hold those."""
+def file_lines(path: str | Path) -> Iterator[tuple[int, str]]:
+    """The numbered lines of an events file, read as a stream: a big file is never held whole
+    in memory. The rules of :func:`decode` apply (a UTF-8 byte order mark at the start is
+    dropped; bytes that are not UTF-8 and NUL bytes are an error at their line and column; a
+    UTF-16 or UTF-32 file is named so), and lines end at ``\n``, ``\r\n`` or ``\r``. Raises
+    FileNotFoundError, and ProblemsError for a file that cannot be read or is not UTF-8."""
+    name = str(path)
+    try:
+        handle = Path(path).open("rb")
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise ProblemsError(
+            [Problem(name, 1, 1, "error", f"cannot read events: {exc.strerror or exc}")]
+        ) from None
+    with handle:
+        try:
+            head = handle.peek(512)[:512]
+            wide = _wide_encoding(head)
+            if wide:
+                raise ProblemsError([_wide_problem(name, head, wide)])
+            number = 0
+            for raw in handle:
+                if number == 0 and raw.startswith(codecs.BOM_UTF8):
+                    raw = raw[len(codecs.BOM_UTF8) :]
+                if raw.endswith(b"\n"):
+                    raw = raw[:-1]
+                if raw.endswith(b"\r"):
+                    raw = raw[:-1]
+                nul = raw.find(b"\0")
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    bad = exc.start if nul < 0 else min(nul, exc.start)
+                    raise ProblemsError([_bad_byte(name, number + 1, raw, bad)]) from None
+                if nul >= 0:
+                    raise ProblemsError([_bad_byte(name, number + 1, raw, nul)])
+                if "\r" in line:  # a raw CR is never inside a JSON string: it ends a line
+                    for part in line.split("\r"):
+                        number += 1
+                        yield number, part
+                else:
+                    number += 1
+                    yield number, line
+        except OSError as exc:
+            raise ProblemsError(
+                [Problem(name, 1, 1, "error", f"cannot read events: {exc.strerror or exc}")]
+            ) from None
+
+
+def _wide_problem(path: str, head: bytes, wide: str) -> Problem:
+    """Where :func:`decode` would point for a UTF-16/32 file: its first byte that is not UTF-8
+    text (a NUL, or an invalid sequence)."""
+    if head.startswith(codecs.BOM_UTF8):
+        head = head[len(codecs.BOM_UTF8) :]
+    bad = head.find(b"\0")
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        bad = exc.start if bad < 0 else min(bad, exc.start)
+    bad = max(bad, 0)
+    line = head.count(b"\n", 0, bad) + 1
+    start = head.rfind(b"\n", 0, bad) + 1
+    col = len(head[start:bad].decode("utf-8", errors="replace")) + 1
+    message = f"not UTF-8: the file looks like {wide}: save it as UTF-8"
+    return Problem(path, line, col, "error", message)
+
+
+def _bad_byte(path: str, line: int, raw: bytes, bad: int) -> Problem:
+    col = len(raw[:bad].decode("utf-8", errors="replace")) + 1
+    if raw[bad] == 0:
+        message = "not UTF-8 text: a NUL byte (0x00): save the file as UTF-8 text"
+    else:
+        message = f"not UTF-8 (byte 0x{raw[bad]:02x}): save the file as UTF-8"
+    return Problem(path, line, col, "error", message)
+
+
+def _text_lines(text: str) -> Iterator[tuple[int, str]]:
     if text.startswith(BOM):
         text = text[1:]
     if "\r" in text:  # a raw CR is never inside a JSON string
         text = text.replace("\r\n", "\n").replace("\r", "\n")
-    for number, line in enumerate(text.split("\n"), 1):
+    return enumerate(text.split("\n"), 1)
+
+
+def iter_jsonl(
+    source: str | Iterable[tuple[int, str]], path: str, problems: list[Problem]
+) -> Iterator[tuple[int, str, Any]]:
+    """(line number, line, decoded value) for each non-blank line of ``source`` (a file's
+    text, or numbered lines as :func:`file_lines` reads them). A line that is not JSON, or
+    writes a key twice in one object, is reported in ``problems`` (file:line:col) and skipped,
+    so every bad line is found in one run. Lines end at ``\n``, ``\r\n`` or ``\r`` (as
+    when Python reads text files), not at U+2028 and friends: JSON strings may hold those."""
+    lines = _text_lines(source) if isinstance(source, str) else source
+    for number, line in lines:
         if not line or line.isspace():
             continue
         try:
@@ -342,18 +439,36 @@ def read_text(path: str | Path) -> str:
     return decode(raw, name)
 
 
+def scan_events(
+    path: str | Path,
+    problems: list[Problem],
+    *,
+    default_at: int | None = None,
+    text: str | None = None,
+) -> Iterator[tuple[int, Event]]:
+    """(line number, event) for every good line of a JSON Lines file, read as a stream; every
+    bad line is added to ``problems`` (file:line:col) and skipped. Raises ProblemsError for a
+    file that is missing or not UTF-8 text (with its location)."""
+    name = str(path)
+    try:
+        lines = file_lines(path) if text is None else text
+        for number, line, obj in iter_jsonl(lines, name, problems):
+            try:
+                yield number, parse_event(obj, default_at=default_at, source=line)
+            except EventError as exc:
+                where = f"{exc.field}: " if exc.field and exc.field not in exc.message else ""
+                col = field_column(line, exc.field)
+                message = f"bad event: {where}{exc.message}"
+                problems.append(Problem(name, number, col, "error", message))
+    except FileNotFoundError:
+        raise ProblemsError([Problem(name, 1, 1, "error", "events file not found")]) from None
+
+
 def read_events(
     path: str | Path, *, default_at: int | None = None, text: str | None = None
 ) -> list[Event]:
     """Read a JSON Lines file of events. Every bad line is reported (file:line:col), and
     nothing is returned unless all lines are good: a file is applied whole or not at all."""
-    name = str(path)
-    if text is None:
-        try:
-            text = read_text(path)
-        except FileNotFoundError:
-            raise ProblemsError([Problem(name, 1, 1, "error", "events file not found")]) from None
-    events: list[Event] = []
     problems: list[Problem] = []
     # Every event read stays alive, so the cyclic collector's passes over the growing heap
     # find nothing to free; pausing it makes a big file read ~20% faster. Reference counting
@@ -361,17 +476,12 @@ def read_events(
     collecting = gc.isenabled()
     gc.disable()
     try:
-        for number, line, obj in iter_jsonl(text, name, problems):
-            try:
-                events.append(parse_event(obj, default_at=default_at, source=line))
-            except EventError as exc:
-                where = f"{exc.field}: " if exc.field and exc.field not in exc.message else ""
-                col = field_column(line, exc.field)
-                message = f"bad event: {where}{exc.message}"
-                problems.append(Problem(name, number, col, "error", message))
+        found = [
+            event for _, event in scan_events(path, problems, default_at=default_at, text=text)
+        ]
     finally:
         if collecting:
             gc.enable()
     if problems:
         raise ProblemsError(problems)
-    return events
+    return found

@@ -13,16 +13,21 @@ from __future__ import annotations
 
 import gc
 import heapq
+import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, BinaryIO
 
 import orjson
 
-from postflow import compliance, durations, engine
+from postflow import compliance, durations, engine, events
 from postflow.events import Event
+from postflow.problems import Problem, ProblemsError
 from postflow.store.memory import MemoryStore
 
+KEEP_LIMIT = 200_000
+"""Events :meth:`Simulation.ingest_file` keeps from its first pass; beyond, it reads again."""
 HORIZON = 5  # without --until, timers fire at most this many years after the last event
 NEVER = durations.MAX_INSTANT + 1
 FIELD_ORDER = (
@@ -106,6 +111,7 @@ class Simulation:
         self.store = store or MemoryStore()
         self.outbox = outbox
         self._events: list[tuple[int, int, Event]] = []
+        self._stream: Iterator[tuple[int, int, Event]] | None = None
         self._wakes: list[tuple[int, str]] = []
         self._scheduled: dict[str, int] = {}
         self._seq = 0
@@ -117,27 +123,81 @@ class Simulation:
         """Store events (idempotently by id) and their suppression changes. Returns
         (accepted, duplicates)."""
         accepted = duplicates = 0
-        region = self.world.settings.default_region
         push = heapq.heappush
         for event in events:
-            if not self.store.first_sighting(event.id):
+            if self._register(event):
+                push(self._events, (event.at, event.seq, event))
+                accepted += 1
+            else:
                 duplicates += 1
-                continue
-            self._seq += 1
-            event.seq = self._seq
-            push(self._events, (event.at, self._seq, event))
-            accepted += 1
-            change = compliance.suppression_change(
-                event.type, event.data, event.at, region, self._seq
-            )
-            if change is not None:
-                self.store.suppressions.add(change)
-            at = event.at
-            if self.first_at is None or at < self.first_at:
-                self.first_at = at
-            if self.last_at is None or at > self.last_at:
-                self.last_at = at
         return accepted, duplicates
+
+    def ingest_file(self, path: str | Path) -> tuple[int, int]:
+        """Store a JSON Lines events file, like :meth:`ingest` of :func:`events.read_events`,
+        without holding a big file's events in memory. Returns (accepted, duplicates).
+
+        Every line is validated first; any bad line raises ProblemsError listing every one
+        (then discard this simulation). Up to :data:`KEEP_LIMIT` events are kept from that
+        pass. A bigger file is read a second time instead: lazily, as the clock reaches each
+        event, when the file is in time order (exports usually are), else all at once. The
+        second pass only decodes lines the first one accepted."""
+        problems: list[Problem] = []
+        kept: list[Event] | None = []
+        ordered = True
+        latest = None
+        skip: set[int] = set()
+        accepted = duplicates = 0
+        before = _signature(path)
+        for number, event in events.scan_events(path, problems):
+            if problems:
+                continue  # the file will be refused: only its problems matter now
+            if not self._register(event):
+                duplicates += 1
+                skip.add(number)
+                continue
+            accepted += 1
+            if latest is not None and event.at < latest:
+                ordered = False
+            latest = event.at
+            if kept is not None:
+                kept.append(event)
+                if len(kept) > KEEP_LIMIT:
+                    kept = None
+        if problems:
+            raise ProblemsError(problems)
+        if kept is not None:
+            self._events.extend((e.at, e.seq, e) for e in kept)
+            heapq.heapify(self._events)
+            return accepted, duplicates
+        again = _reread(path, skip, before, self._first_seq(accepted))
+        if ordered:
+            self._stream = again
+        else:
+            self._events.extend(again)
+            heapq.heapify(self._events)
+        return accepted, duplicates
+
+    def _first_seq(self, accepted: int) -> int:
+        return self._seq - accepted + 1
+
+    def _register(self, event: Event) -> bool:
+        """Take an event's id, ingestion number and suppression change; False for a
+        duplicate id."""
+        if not self.store.first_sighting(event.id):
+            return False
+        self._seq += 1
+        event.seq = self._seq
+        change = compliance.suppression_change(
+            event.type, event.data, event.at, self.world.settings.default_region, self._seq
+        )
+        if change is not None:
+            self.store.suppressions.add(change)
+        at = event.at
+        if self.first_at is None or at < self.first_at:
+            self.first_at = at
+        if self.last_at is None or at > self.last_at:
+            self.last_at = at
+        return True
 
     # -- the clock ---------------------------------------------------------------------------
     def run(self, until: int | None = None) -> list[dict[str, Any]]:
@@ -178,7 +238,8 @@ class Simulation:
         self._timer_end = until if until is not None else _years_after(self.last_at, HORIZON)
         event_end = until if until is not None else NEVER
         ticks = self._cron(tick_end)
-        pending, wakes, scheduled = self._events, self._wakes, self._scheduled
+        pending = _Pending(self._events, self._stream)
+        wakes, scheduled = self._wakes, self._scheduled
         pop = heapq.heappop
         while True:
             # The next instant with any input: a customer's timer, a cron tick, an event.
@@ -187,8 +248,8 @@ class Simulation:
             now = wakes[0][0] if wakes else NEVER
             if ticks and ticks[0].at < now:
                 now = ticks[0].at
-            if pending and pending[0][0] < now and pending[0][0] <= event_end:
-                now = pending[0][0]
+            if pending.at < now and pending.at <= event_end:
+                now = pending.at
             if now == NEVER:
                 return
             work: dict[str, tuple[list[Event], list[tuple[int, str]]]] = {}
@@ -208,8 +269,8 @@ class Simulation:
                 # Audience journeys consider the customers known at the tick.
                 for customer_id in self.store.known():
                     work.setdefault(customer_id, ([], []))[1].extend(due_ticks)
-            while pending and pending[0][0] == now:
-                event = pop(pending)[2]
+            while pending.at == now:
+                event = pending.pop()
                 work.setdefault(event.customer_id, ([], []))[0].append(event)
             yield from self._advance(now, work)
 
@@ -240,6 +301,67 @@ class Simulation:
             else:
                 self._scheduled.pop(customer_id, None)
             yield from result.records
+
+
+class _Pending:
+    """Stored events not yet applied, earliest first: a heap, or a stream in time order."""
+
+    __slots__ = ("_heap", "_stream", "at", "_next")
+
+    def __init__(
+        self, heap: list[tuple[int, int, Event]], stream: Iterator[tuple[int, int, Event]] | None
+    ) -> None:
+        self._heap = heap
+        self._stream = stream
+        self._next: Event | None = None
+        self.at = NEVER
+        self._advance()
+
+    def _advance(self) -> None:
+        if self._heap:
+            at, _, event = heapq.heappop(self._heap)
+        elif self._stream is not None:
+            item = next(self._stream, None)
+            if item is None:
+                self._stream = None
+                self._next, self.at = None, NEVER
+                return
+            at, _, event = item
+        else:
+            self._next, self.at = None, NEVER
+            return
+        self._next, self.at = event, at
+
+    def pop(self) -> Event:
+        event = self._next
+        assert event is not None
+        self._advance()
+        return event
+
+
+def _signature(path: str | Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_size, st.st_mtime_ns
+
+
+def _reread(
+    path: str | Path, skip: set[int], before: tuple[int, int] | None, seq: int
+) -> Iterator[tuple[int, int, Event]]:
+    """The accepted events of a file read once already, numbered from ``seq`` as then."""
+    if _signature(path) != before:
+        raise ProblemsError(
+            [Problem(str(path), 1, 1, "error", "the events file changed while it was read")]
+        )
+    for number, line in events.file_lines(path):
+        if not line or line.isspace() or number in skip:
+            continue
+        event = events.parse_accepted(orjson.loads(line))
+        event.seq = seq
+        yield event.at, seq, event
+        seq += 1
 
 
 def simulate(
