@@ -26,7 +26,7 @@ from postflow.events import Event
 from postflow.problems import Problem, ProblemsError
 from postflow.store.memory import MemoryStore
 
-KEEP_LIMIT = 200_000
+KEEP_LIMIT = 100_000
 """Events :meth:`Simulation.ingest_file` keeps from its first pass; beyond, it reads again."""
 HORIZON = 5  # without --until, timers fire at most this many years after the last event
 NEVER = durations.MAX_INSTANT + 1
