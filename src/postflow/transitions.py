@@ -98,7 +98,6 @@ class Transition:
         if now != self.now:
             self.now = now
             self._now_dt = None
-            self._helpers = None
 
     # -- records and scope ---------------------------------------------------------------
     def record(self, kind: str, inst: Instance, **fields: Any) -> None:
@@ -133,7 +132,7 @@ class Transition:
 
     def helpers(self) -> expressions.Helpers:
         if self._helpers is None:
-            self._helpers = expressions.Helpers(self.zone(), self.settings.catalog)
+            self._helpers = self.world.helpers_for(self.zone())
         return self._helpers
 
     def zone(self) -> Any:

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from postflow.config import Settings
+from postflow.expressions import Helpers
 from postflow.machine import Machine
 from postflow.state import Instance
 
@@ -62,6 +63,7 @@ class World:
     _archived: dict[tuple[str, str], Machine | None] = field(
         default_factory=dict, compare=False, repr=False
     )
+    _helpers: dict[Any, Helpers] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def build(
@@ -89,6 +91,14 @@ class World:
             cap_horizon=max((limit.per for limit in settings.limits.values()), default=0),
             archive=archive,
         )
+
+    def helpers_for(self, zone: Any) -> Helpers:
+        """What expression helpers need for a customer in ``zone``: one value per zone,
+        shared by every input (it holds only the zone and the catalog)."""
+        found = self._helpers.get(zone)
+        if found is None:
+            found = self._helpers[zone] = Helpers(zone, self.settings.catalog)
+        return found
 
     def machine_of(self, instance: Instance) -> Machine | None:
         """The exact version ``instance`` is pinned to, or None when it cannot be had."""
