@@ -16,6 +16,7 @@ import heapq
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -214,7 +215,7 @@ class Simulation:
         threshold = gc.get_threshold()
         gc.set_threshold(max(threshold[0], 50_000), *threshold[1:])
         try:
-            yield from self._run(until)
+            yield from chain.from_iterable(self._run(until))
         finally:
             gc.set_threshold(*threshold)
 
@@ -231,7 +232,8 @@ class Simulation:
                 heapq.heappush(ticks, _Tick(first, machine.id, it))
         return ticks
 
-    def _run(self, until: int | None) -> Iterator[dict[str, Any]]:
+    def _run(self, until: int | None) -> Iterator[list[dict[str, Any]]]:
+        """The records of each instant with input, one list per instant."""
         if self.first_at is None or self.last_at is None:
             return
         tick_end = until if until is not None else self.last_at
@@ -272,12 +274,13 @@ class Simulation:
             while pending.at == now:
                 event = pending.pop()
                 work.setdefault(event.customer_id, ([], []))[0].append(event)
-            yield from self._advance(now, work)
+            yield self._advance(now, work)
 
     def _advance(
         self, now: int, work: dict[str, tuple[list[Event], list[tuple[int, str]]]]
-    ) -> Iterator[dict[str, Any]]:
+    ) -> list[dict[str, Any]]:
         """Advance every customer with work at ``now``; their records, by customer id."""
+        records: list[dict[str, Any]] = []
         store = self.store
         for customer_id in sorted(work):
             evts, ticks = work[customer_id]
@@ -300,7 +303,8 @@ class Simulation:
                 heapq.heappush(self._wakes, (wake, customer_id))
             else:
                 self._scheduled.pop(customer_id, None)
-            yield from result.records
+            records.extend(result.records)
+        return records
 
 
 class _Pending:
