@@ -3,7 +3,10 @@
 Conditions (``if``, ``audience``) and values (entry ``key``, ``wait.until``, ``set``/``emit``
 values) are Jinja2 *expressions*; ``subject``, ``body``, template files and webhook values are
 Jinja2 *templates*. Both are compiled once, when a journey is compiled, so ``validate`` reports
-syntax errors and the hot path only calls compiled code (a constant string skips Jinja entirely).
+syntax errors and the hot path only calls compiled code: a constant string skips Jinja
+entirely, and text with lookups, a lookup or a comparison of lookups skip it at run time
+(:mod:`postflow.expressions_fast`, exact by construction). Input nested too deeply for Jinja's
+recursive parser is refused first (:mod:`postflow.expressions_syntax`).
 
 Why the Jinja defaults are bent (contract §2):
 
@@ -12,7 +15,8 @@ Why the Jinja defaults are bent (contract §2):
 - Expressions are forgiving, templates are strict. In an expression a missing name or key is
   ``none`` (a chain ``customer.a.b`` too); in a template it is an error naming the variable,
   because sending "Hi ," is worse than not sending.
-- Every comparison is rewritten, at compile time, into a call to a hidden comparison test, so
+- Every comparison is rewritten (:mod:`postflow.expressions_compare`), at compile time, into a
+  call to a hidden comparison test, so
   ``none`` compares the way a marketer expects: ``none == none`` holds, ordering with ``none``
   or across incompatible types is false (never an error), ``!=`` is ``not ==``. Templates use
   the same tests, except that comparing an undefined value is a render error there.
@@ -29,7 +33,6 @@ from __future__ import annotations
 import calendar
 import copy
 import functools
-import operator
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -45,9 +48,13 @@ from jinja2.parser import Parser
 from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.utils import missing, object_type_repr
-from jinja2.visitor import NodeTransformer
 
-from postflow import durations
+from postflow import durations, expressions_fast
+from postflow.expressions_compare import RewriteCompares, comparison_tests, lenient, strict
+from postflow.expressions_syntax import (
+    ExpressionSyntaxError as ExpressionSyntaxError,  # re-exported: callers catch it from here
+)
+from postflow.expressions_syntax import check_depth, check_nesting, syntax_error, too_complex
 
 Scope = dict[str, Any]
 _UTC = ZoneInfo("UTC")
@@ -56,20 +63,6 @@ _HOUR = timedelta(hours=1)
 
 
 # -- errors ----------------------------------------------------------------------------------
-class ExpressionSyntaxError(ValueError):
-    """A journey's expression or template cannot be compiled; ``validate`` locates it.
-
-    ``line`` and ``col`` are 1-based within the source (``col`` is best effort, 1 if unknown)
-    so the caller can add the position of the YAML value or template file.
-    """
-
-    def __init__(self, message: str, line: int = 1, col: int = 1) -> None:
-        super().__init__(message)
-        self.message = message
-        self.line = line
-        self.col = col
-
-
 class EvalError(Exception):
     """A value expression failed at run time; the engine ends the instance with ``error``."""
 
@@ -191,120 +184,6 @@ def _finalize(value: Any) -> Any:
     return value
 
 
-# -- comparisons -----------------------------------------------------------------------------
-def _looks_like_instant(text: str) -> bool:
-    return len(text) >= 17 and text[4] == "-" and text[10] == "T" and text[:4].isdigit()
-
-
-def _coerce_times(a: Any, b: Any) -> tuple[Any, Any] | None:
-    """Let an ISO string compare with a datetime (``customer.last_order_at < now``), because
-    event and profile times are strings in JSON while ``now`` is a datetime; and two ISO
-    timestamps compare as instants (``...T10:00:00.5Z`` is after ``...T10:00:00Z``, which text
-    order gets wrong)."""
-    try:
-        if isinstance(a, str) and isinstance(b, str):
-            if _looks_like_instant(a) and _looks_like_instant(b):
-                return durations.parse_instant(a), durations.parse_instant(b)
-            return None
-        if isinstance(a, datetime) and isinstance(b, str):
-            return a, datetime.fromisoformat(b)
-        if isinstance(b, datetime) and isinstance(a, str):
-            return datetime.fromisoformat(a), b
-    except (ValueError, durations.DurationError):
-        pass
-    return None
-
-
-def _equal(a: Any, b: Any) -> bool:
-    if a is b:
-        return True
-    if a is None or b is None:
-        return False
-    try:
-        if a == b:
-            return True
-        pair = _coerce_times(a, b)
-        return pair is not None and bool(pair[0] == pair[1])
-    except Exception:
-        return False
-
-
-def _order(a: Any, b: Any, op: Callable[[Any, Any], Any]) -> bool:
-    if a is None or b is None:
-        return False
-    if isinstance(a, str) and isinstance(b, str):
-        pair = _coerce_times(a, b)
-        if pair is not None:
-            return bool(op(*pair))
-    try:
-        return bool(op(a, b))
-    except TypeError:
-        pair = _coerce_times(a, b)
-        try:
-            return pair is not None and bool(op(*pair))
-        except Exception:
-            return False
-    except Exception:
-        return False
-
-
-def _contains(a: Any, b: Any) -> bool:
-    if b is None:
-        return False
-    try:
-        return bool(a in b)
-    except Exception:
-        return False
-
-
-def _lenient(value: Any) -> Any:
-    return None if isinstance(value, Undefined) else value
-
-
-def _strict(value: Any) -> Any:
-    if isinstance(value, Undefined):
-        value._fail_with_undefined_error()
-    return value
-
-
-def _comparison_tests(norm: Callable[[Any], Any]) -> dict[str, Callable[..., bool]]:
-    """The hidden tests Compare nodes become, named ``(eq)``, ``(lt)``... (names the grammar
-    cannot produce, so a user cannot call them), plus a ``none`` test that agrees with them;
-    ``norm`` maps undefined to none (expressions) or raises (templates)."""
-
-    def ordered(op: Callable[[Any, Any], Any]) -> Callable[[Any, Any], bool]:
-        return lambda a, b: _order(norm(a), norm(b), op)
-
-    return {
-        "(eq)": lambda a, b: _equal(norm(a), norm(b)),
-        "(ne)": lambda a, b: not _equal(norm(a), norm(b)),
-        "(lt)": ordered(operator.lt),
-        "(lteq)": ordered(operator.le),
-        "(gt)": ordered(operator.gt),
-        "(gteq)": ordered(operator.ge),
-        "(in)": lambda a, b: _contains(norm(a), norm(b)),
-        "(notin)": lambda a, b: not _contains(norm(a), norm(b)),
-        "none": lambda a: norm(a) is None,
-    }
-
-
-class _RewriteCompares(NodeTransformer):
-    """``a < b < c`` becomes ``(a is (lt)(b)) and (b is (lt)(c))``: Python short-circuits the
-    same way, and ``b`` is pure, so evaluating it twice is harmless."""
-
-    def visit_Compare(self, node: nodes.Compare) -> nodes.Expr:
-        self.generic_visit(node)
-        left: nodes.Expr = node.expr
-        result: nodes.Expr | None = None
-        for operand in node.ops:
-            name = f"({operand.op})"
-            test = nodes.Test(left, name, [operand.expr], [], None, None, lineno=node.lineno)
-            result = test if result is None else nodes.And(result, test, lineno=node.lineno)
-            left = operand.expr
-        assert result is not None  # the parser never builds a Compare without operands
-        return result
-
-
 # -- environments ----------------------------------------------------------------------------
 def _undefined_message(undefined: Undefined) -> str:
     """Name the missing key itself (``'nickname' is undefined``), not ``'dict object' has no
@@ -364,7 +243,8 @@ class _Environment(ImmutableSandboxedEnvironment):
 class _TemplateEnvironment(_Environment):
     def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
         tree = super()._parse(source, name, filename)
-        return _RewriteCompares().visit(tree)  # type: ignore[no-any-return]
+        check_depth(tree, source)  # before any recursive walk of the tree
+        return RewriteCompares().visit(tree)  # type: ignore[no-any-return]
 
 
 def _setup(env: _Environment, norm: Callable[[Any], Any]) -> _Environment:
@@ -376,11 +256,13 @@ def _setup(env: _Environment, norm: Callable[[Any], Any]) -> _Environment:
         catalog=_catalog,
     )
     env.filters["default"] = env.filters["d"] = _default
-    env.tests.update(_comparison_tests(norm))
+    env.tests.update(comparison_tests(norm))
     return env
 
 
-_EXPRESSIONS = _setup(_Environment(undefined=_LenientUndefined), _lenient)
+_EXPRESSIONS = _setup(_Environment(undefined=_LenientUndefined), lenient)
+_TEST_NAMES = frozenset(comparison_tests(lenient))
+"""The tests the fast path may call: they take plain arguments, no context."""
 _TEMPLATES = {
     escape: _setup(
         _TemplateEnvironment(
@@ -389,17 +271,17 @@ _TEMPLATES = {
             finalize=_finalize,
             keep_trailing_newline=True,  # a file's final newline survives, as in a constant
         ),
-        _strict,
+        strict,
     )
     for escape in (False, True)
 }
 
 
 # -- compiled objects ------------------------------------------------------------------------
-def _flatten_globals(template: JinjaTemplate) -> JinjaTemplate:
-    """A plain dict instead of Jinja's ChainMap makes every ``new_context`` several µs cheaper."""
-    template.globals = dict(template.globals)
-    return template
+def _flat_globals(env: _Environment) -> dict[str, Any]:
+    """The globals a compiled template gets: a plain dict instead of Jinja's ChainMap makes
+    every ``new_context`` several µs cheaper; the fast paths resolve names in the same dict."""
+    return dict(env.make_globals(None))
 
 
 def _describe(exc: BaseException) -> str:
@@ -414,17 +296,24 @@ _VARIES = object()
 
 
 class _Expression:
-    __slots__ = ("source", "_template")
+    __slots__ = ("source", "_template", "_fast")
 
     def __init__(self, source: str, template: JinjaTemplate) -> None:
         self.source = source
         self._template = template
+        self._fast: expressions_fast.Evaluator | None = template.pf_fast  # type: ignore[attr-defined]
 
     def _run(self, scope: Scope) -> Any:
         template = self._template
         constant = template.pf_constant  # type: ignore[attr-defined]
         if constant is not _VARIES:
             return copy.deepcopy(constant) if isinstance(constant, (list, dict)) else constant
+        if self._fast is not None:
+            return self._fast(scope)
+        return self._run_jinja(scope)
+
+    def _run_jinja(self, scope: Scope) -> Any:
+        template = self._template
         context = template.new_context(scope)
         for _ in template.root_render_func(context):
             pass
@@ -460,10 +349,19 @@ class Value(_Expression):
         return None if isinstance(result, Undefined) else result
 
 
-class Template:
-    """A compiled template; a source without ``{{``/``{%``/``{#`` is kept as a constant."""
+def _render_error(exc: Exception) -> RenderError:
+    if isinstance(exc, UndefinedError):
+        message = str(exc)
+        found = re.fullmatch(r"'([^']*)' is undefined", message)
+        return RenderError(message, found.group(1) if found else None)
+    return RenderError(_describe(exc))
 
-    __slots__ = ("source", "name", "is_constant", "_template", "_text")
+
+class Template:
+    """A compiled template; a source without ``{{``/``{%``/``{#`` is kept as a constant, and
+    one of only text and lookups renders without Jinja (see :mod:`postflow.expressions_fast`)."""
+
+    __slots__ = ("source", "name", "is_constant", "_template", "_text", "_fast")
 
     def __init__(self, source: str, name: str | None, template: JinjaTemplate | None) -> None:
         self.source = source
@@ -472,91 +370,86 @@ class Template:
         self._template = template
         # Jinja normalises newlines to "\n"; a constant does the same so both paths agree.
         self._text = source.replace("\r\n", "\n").replace("\r", "\n")
+        self._fast: Callable[[Scope], str] | None = (
+            None if template is None else template.pf_fast  # type: ignore[attr-defined]
+        )
 
     def __call__(self, scope: Scope) -> str:
+        fast = self._fast
+        if fast is None:
+            return self._render_jinja(scope)
+        try:
+            return fast(scope)
+        except Exception as exc:
+            raise _render_error(exc) from exc
+
+    def _render_jinja(self, scope: Scope) -> str:
         template = self._template
         if template is None:
             return self._text
         try:
             return "".join(template.root_render_func(template.new_context(scope)))
-        except UndefinedError as exc:
-            message = str(exc)
-            found = re.fullmatch(r"'([^']*)' is undefined", message)
-            raise RenderError(message, found.group(1) if found else None) from exc
         except Exception as exc:
-            raise RenderError(_describe(exc)) from exc
+            raise _render_error(exc) from exc
 
     def __repr__(self) -> str:
         return f"Template({self.name or self.source!r})"
 
 
 # -- compiling -------------------------------------------------------------------------------
-def _column(text: str, line: int, message: str) -> int:
-    """Best-effort 1-based column (Jinja reports lines only): the lexer's offset, else the end
-    of the line for a premature end, else the one place on the line the message quotes."""
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
-    at = re.search(r"unexpected char .* at (\d+)$", message)
-    if at:
-        pos = int(at.group(1))
-        return pos - (text.rfind("\n", 0, pos) + 1) + 1
-    lines = text.split("\n")
-    if not 1 <= line <= len(lines):
-        return 1
-    row = lines[line - 1]
-    if "end of template" in message:
-        return len(row.rstrip()) + 1
-    for quoted in re.findall(r"'([^']+)'", message):
-        if row.count(quoted) == 1:
-            return row.index(quoted) + 1
-    return 1
-
-
-def _syntax_error(exc: TemplateSyntaxError, source: str) -> ExpressionSyntaxError:
-    message = exc.message or "syntax error"
-    line = exc.lineno or 1
-    col = _column(source, line, message)
-    message = re.sub(r"^unexpected char (.*) at \d+$", r"unexpected character \1", message)
-    return ExpressionSyntaxError(message, line, col)
-
-
 @functools.lru_cache(maxsize=4096)
 def _compile_expression(source: str) -> JinjaTemplate:
     """Parse with Jinja's own parser, rewrite comparisons, then wrap the expression as
     ``{% set result = EXPR %}`` -- what ``Environment.compile_expression`` does internally.
     Cached because validate and compile see the same sources, and many journeys share them."""
     env = _EXPRESSIONS
-    parser = Parser(env, source, state="variable")
+    check_nesting(source, template=False)
     try:
+        parser = Parser(env, source, state="variable")  # lexes the first token: may raise
         expr = parser.parse_expression()
         if not parser.stream.eos:
             current = parser.stream.current
             message = f"unexpected {describe_token(current)!r} after the expression"
             raise TemplateSyntaxError(message, current.lineno)
+        check_depth(expr, source)  # before any recursive walk of the tree
         names = _names_in(expr)
-        expr = _RewriteCompares().visit(expr)
+        expr = RewriteCompares().visit(expr)
+        globals_ = _flat_globals(env)
+        fast = expressions_fast.expression_evaluator(expr, env, globals_, _TEST_NAMES)
         body = nodes.Template([nodes.Assign(nodes.Name("result", "store"), expr)], lineno=1)
         body.set_environment(env)
-        template = _flatten_globals(env.from_string(body))
+        template = env.from_string(body)
+        template.globals = globals_
         try:  # a literal ("'gold'", "true", "3"): evaluate once, skip Jinja at run time
             template.pf_constant = expr.as_const(nodes.EvalContext(env))  # type: ignore[attr-defined]
         except Exception:
             template.pf_constant = _VARIES  # type: ignore[attr-defined]
-        template.pf_names = names  # type: ignore[attr-defined]
-        return template
     except TemplateSyntaxError as exc:
-        raise _syntax_error(exc, source) from None
+        raise syntax_error(exc, source) from None
+    except (RecursionError, SyntaxError):  # from Jinja's parser or Python's compiler
+        raise too_complex() from None
+    template.pf_names = names  # type: ignore[attr-defined]
+    template.pf_fast = fast  # type: ignore[attr-defined]
+    return template
 
 
 @functools.lru_cache(maxsize=4096)
 def _compile_template(source: str, autoescape: bool, name: str | None) -> JinjaTemplate:
     env = _TEMPLATES[autoescape]
+    check_nesting(source, template=True)
     try:
         ast = env.parse(source, name, name)
+        names = _names_in(ast)
+        globals_ = _flat_globals(env)
+        fast = expressions_fast.template_renderer(ast, env, globals_)  # before compile folds
         code = env.compile(ast, name, name)
     except TemplateSyntaxError as exc:
-        raise _syntax_error(exc, source) from None
-    template = _flatten_globals(env.template_class.from_code(env, code, env.make_globals(None)))
-    template.pf_names = _names_in(ast)  # type: ignore[attr-defined]
+        raise syntax_error(exc, source) from None
+    except (RecursionError, SyntaxError):  # from Jinja's parser or Python's compiler
+        raise too_complex() from None
+    template = env.template_class.from_code(env, code, globals_)
+    template.pf_names = names  # type: ignore[attr-defined]
+    template.pf_fast = fast  # type: ignore[attr-defined]
     return template
 
 
