@@ -456,3 +456,11 @@ def test_two_timestamps_compare_as_instants_not_as_text() -> None:
     assert compile_condition("b == c")(scope)  # the same instant written two ways
     assert not compile_condition("b < c")(scope)
     assert compile_condition("'abc' < 'abd'")({})  # other strings keep text order
+
+
+def test_free_names_of_an_expression_that_is_one_bare_name() -> None:
+    # Jinja's find_all skips the node it starts from; a bare name is that node.
+    from postflow.expressions import free_names
+
+    assert free_names(compile_value("custmer")) == {"custmer"}
+    assert free_names(compile_condition("custmer.x == 1")) == {"custmer"}

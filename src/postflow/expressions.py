@@ -489,7 +489,9 @@ def _names_in(ast: nodes.Node) -> frozenset[str]:
     always false or a message always fail."""
     loaded: set[str] = set()
     defined: set[str] = set()
-    for name in ast.find_all(nodes.Name):
+    # find_all skips the node it starts from: an expression that is one bare name is that node.
+    names = [ast] if isinstance(ast, nodes.Name) else []
+    for name in [*names, *ast.find_all(nodes.Name)]:
         (loaded if name.ctx == "load" else defined).add(name.name)
     return frozenset(loaded - defined - set(_EXPRESSIONS.globals))
 

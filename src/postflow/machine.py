@@ -228,10 +228,6 @@ class Compiler:
         allowed = TEMPLATE_NAMES if template else expressions.SCOPE_NAMES
         bare = source.strip()
         unknown = expressions.free_names(compiled) - allowed
-        if not unknown and not template and _IDENTIFIER.fullmatch(bare):
-            # free_names misses an expression that is one bare name (Jinja's find_all skips
-            # the root node); as a list item the name is found, globals and literals left out.
-            unknown = expressions.free_names(expressions.compile_value(f"[{bare}]")) - allowed
         if literal and unknown == {bare}:
             self.problems.append(
                 self.doc.problem(path, _unknown_name(bare, bare=True), severity="warning")
@@ -556,7 +552,6 @@ class Compiler:
         return Step(**common, goto=body)
 
 
-_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 TEMPLATE_NAMES = expressions.SCOPE_NAMES | {"data"}
 """Names a template may read: the scope, and an email's ``data``."""
 
