@@ -123,6 +123,7 @@ def test_a_file_just_under_the_size_limit_is_read(tmp_path: Path) -> None:
 
 HOSTILE = {
     "deep.yaml": (nested_lists(500), f"3:107: error: {DEPTH}"),
+    "deep-mappings.yaml": (HEAD + nested_mappings(500), f"103:201: error: {DEPTH}"),
     "laughs.yaml": (billion_laughs(), "9:10: error: alias *a5 takes the values aliases repeat"),
     "huge.yaml": (HEAD + "steps: []\n" + "# padding\n" * 110_000, "1:1: error: file too large"),
 }
@@ -143,3 +144,22 @@ def test_validate_reports_hostile_files_without_a_traceback(tmp_path: Path, name
     assert done.returncode == 1, output
     assert re.search(rf"^{re.escape(name)}:{re.escape(expected)}", output, re.M), output
     assert "Traceback" not in output
+
+
+def test_validate_accepts_a_journey_that_reuses_an_anchor(tmp_path: Path) -> None:
+    text = HEAD + (
+        "steps:\n"
+        "  - {id: ask, email: &mail {subject: Hi, body: Hello}}\n"
+        "  - {id: again, email: *mail}\n"
+        "  - {id: last, email: *mail}\n"
+    )
+    (tmp_path / "reuse.yaml").write_text(text, encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, "-m", "postflow", "validate", "reuse.yaml"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "0 error(s)" in done.stderr
