@@ -183,6 +183,19 @@ def test_unsupported_tags_and_complex_keys() -> None:
     ]
 
 
+def test_explicit_tags_on_wrong_values_are_located() -> None:
+    assert load_errors("a: !!bool maybe\nb: !!float x\n") == [
+        (1, 4, "cannot read 'maybe' as !!bool"),
+        (2, 4, "cannot read 'x' as !!float"),
+    ]
+
+
+def test_a_merge_of_its_own_anchor_is_a_recursive_alias() -> None:
+    assert load_errors("a: &a [<<: *a]\n") == [
+        (1, 8, "recursive alias: an anchor cannot contain itself")
+    ]
+
+
 def test_control_characters_are_located() -> None:
     assert load_errors('id: x\nname: "a\x07"\n') == [
         (2, 9, "unacceptable character #x0007: special characters are not allowed")

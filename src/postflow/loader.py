@@ -14,20 +14,41 @@ from __future__ import annotations
 
 import difflib
 import functools
+import gc
 import json
 import os
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import fastjsonschema
 import yaml
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import ValidationError
-from referencing import Registry, Resource
+from yaml.composer import Composer
+from yaml.constructor import SafeConstructor
+from yaml.events import (
+    AliasEvent,
+    DocumentEndEvent,
+    MappingEndEvent,
+    MappingStartEvent,
+    ScalarEvent,
+    SequenceEndEvent,
+    SequenceStartEvent,
+    StreamEndEvent,
+)
 from yaml.reader import ReaderError
+from yaml.resolver import Resolver
+
+if TYPE_CHECKING:  # imported when first needed: jsonschema only explains rejections
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import ValidationError
+    from referencing import Registry
+
+try:
+    from yaml._yaml import CParser
+except ImportError:  # PyYAML built without libyaml: the pure-Python parser does it all
+    CParser = None  # type: ignore[assignment,misc]
 
 from postflow import durations
 from postflow.problems import Problem, ProblemsError
@@ -45,16 +66,22 @@ _HINTS = (
 )
 
 
-@dataclass
+@dataclass(init=False, slots=True)
 class _Pos:
-    """Where a value starts; for a mapping, where each key starts; the children's positions."""
+    """Where a value starts; for a mapping, where each key starts; the children's positions.
+    One per value read, so its ``__init__`` is written out: twice as fast as a generated one."""
 
     line: int
     col: int
-    text: str | None = None  # source of a plain scalar YAML read as a non-string ("21:00")
-    block: bool = False  # a literal (|) or folded (>) scalar: its text starts a line lower
-    keys: dict[str, tuple[int, int]] = field(default_factory=dict)
-    kids: dict[str | int, _Pos] = field(default_factory=dict)
+    text: str | None  # source of a plain scalar YAML read as a non-string ("21:00")
+    block: bool  # a literal (|) or folded (>) scalar: its text starts a line lower
+    keys: dict[str, tuple[int, int]]
+    kids: dict[str | int, _Pos]
+
+    def __init__(self, line: int, col: int, block: bool = False) -> None:
+        self.line, self.col, self.block = line, col, block
+        self.text = None
+        self.keys, self.kids = {}, {}
 
 
 @dataclass
@@ -108,11 +135,35 @@ class Document:
         return Problem(self.path, line, col, severity, message)
 
 
+MAX_DEPTH = 100
+"""Lists and mappings may nest at most this deep, aliases expanded (the root mapping is level 1;
+a real journey nests under 10). Deeper input is refused with a located error before anything
+recurses over it: PyYAML's composer, the builder below and the schema checks recurse once or
+more per level, and 500 levels ended in a RecursionError."""
+
+MAX_ALIAS_VALUES = 100_000
+"""Aliases may add at most this many values (scalars, lists, mappings) to a file, each alias
+counting the whole value it repeats. Loading shares what an alias repeats, but every later stage
+walks the data as a tree: a "billion laughs" file (8 anchors, each repeating the previous one 9
+times) would be 9^8 values there and ran out of memory. A few reused anchors add hundreds."""
+
+MAX_FILE_BYTES = 1024 * 1024
+"""A larger file (1 MiB) is refused unread, at line 1. Journeys, test files and postflow.yaml
+are written by hand (the largest real ones are tens of kB). Reading is linear but PyYAML's
+pure-Python parser, which reads a file with errors or without libyaml, takes seconds per MB."""
+
+
 def load_yaml(path: str | os.PathLike[str]) -> Document:
     """Read and parse one YAML file; raise :class:`ProblemsError` with located problems."""
     name = os.fspath(path)
     try:
         with open(name, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size > MAX_FILE_BYTES:
+                message = (
+                    f"file too large: {size:,} bytes (the limit is {MAX_FILE_BYTES // 2**20} MiB)"
+                )
+                raise ProblemsError([Problem(name, 1, 1, "error", message)])
             raw = f.read()
         text = raw.decode("utf-8")
     except OSError as e:
@@ -125,9 +176,27 @@ def load_yaml(path: str | os.PathLike[str]) -> Document:
 
 
 def load_yaml_text(text: str, path: str) -> Document:
-    """Parse YAML text holding one document; ``path`` names it in messages."""
+    """Parse YAML text holding one document; ``path`` names it in messages.
+
+    Where PyYAML has libyaml, :func:`_read_fast` reads the text from libyaml's events, ~15x
+    faster than PyYAML's pure-Python parser, with the same line and column marks. Whatever it
+    does not take (a YAML error, anchors, tags, what libyaml reads differently: see there and
+    :data:`_PY_ONLY`) is read by the pure-Python path, as before; so every problem keeps its
+    wording and position, and the two agree on everything the fast path accepts.
+    """
+    if CParser is not None and not _PY_ONLY.search(text, 1 if text[:1] == "\ufeff" else 0):
+        try:
+            return _read_fast(text, path)
+        except (_Bail, yaml.YAMLError):
+            pass  # read it again: problems are always worded by the pure-Python parser
+    return _load(text, path)
+
+
+def _load(text: str, path: str) -> Document:
+    """The pure-Python path: PyYAML's parser, its composer with the limits, :class:`_Builder`;
+    every file was read so before libyaml was used."""
     try:
-        loader = yaml.SafeLoader(text)
+        loader = _PyLoader(text)
     except ReaderError as e:  # raised at once for str input: a control character
         message = f"unacceptable character #x{e.character:04x}: special characters are not allowed"
         raise ProblemsError([_problem(path, text, e.position, message)]) from None
@@ -146,6 +215,209 @@ def load_yaml_text(text: str, path: str) -> Document:
     return Document(path, data, root)
 
 
+_PY_ONLY = re.compile(r"[\t\x85\u2028\u2029\ufeff\ud800-\udfff]|[|>][-+0-9]*#")
+"""What libyaml reads otherwise than PyYAML (found by feeding both 150,000 mutated journeys):
+a tab (PyYAML ends a plain scalar there), other line breaks, a byte-order mark past the start,
+lone surrogates, a block scalar header running into a comment (``>#``). Such a text is read by
+PyYAML alone; a false alarm (``">#"`` inside a string) only costs speed."""
+
+
+class _Limits(Composer):
+    """PyYAML's composer, refusing input nested deeper than :data:`MAX_DEPTH` or whose aliases
+    add more than :data:`MAX_ALIAS_VALUES` values, where the offending list, mapping or alias
+    starts. It refuses while composing, before any memory is spent or any recursion runs deep
+    (the composer recurses: three frames a level). The fast path takes neither such input."""
+
+    check_event: Callable[..., bool]  # the parser's
+    peek_event: Callable[[], Any]
+
+    def get_single_node(self) -> yaml.Node | None:
+        self.depth, self.added = 0, 0  # open lists and mappings; values aliases added so far
+        self.sizes: dict[int, tuple[int, int]] = {}  # see measure()
+        return super().get_single_node()
+
+    def compose_sequence_node(self, anchor: Any) -> yaml.SequenceNode:
+        self.enter()
+        node = super().compose_sequence_node(anchor)
+        self.depth -= 1
+        return node
+
+    def compose_mapping_node(self, anchor: Any) -> yaml.MappingNode:
+        self.enter()
+        node = super().compose_mapping_node(anchor)
+        self.depth -= 1
+        return node
+
+    def enter(self) -> None:
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            self.refuse(
+                f"lists and mappings nest deeper than {MAX_DEPTH} levels here: flatten them"
+            )
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        if not self.check_event(AliasEvent):
+            return super().compose_node(parent, index)
+        alias = self.peek_event()
+        node = super().compose_node(parent, index)
+        size, height = self.measure(node)
+        self.added += size
+        if self.added > MAX_ALIAS_VALUES:
+            message = f"alias *{alias.anchor} takes the values aliases repeat in this file past"
+            self.refuse(f"{message} {MAX_ALIAS_VALUES:,} (each alias counts all it repeats)", alias)
+        if self.depth + height > MAX_DEPTH:
+            message = f"alias *{alias.anchor} nests lists and mappings deeper than {MAX_DEPTH}"
+            self.refuse(message + " levels here", alias)
+        return node
+
+    def measure(self, node: Any) -> tuple[int, int]:
+        """(values, nesting levels) of a node with its aliases expanded; memoized, and iterative
+        so that no chain of aliases can recurse deep. A node still being composed (an alias
+        inside its own anchor, refused later) counts as one value."""
+        sizes, todo = self.sizes, [(node, False)]
+        while todo:
+            item, ready = todo.pop()
+            if ready:
+                kids = [sizes.get(id(k), (1, 0)) for k in _children(item)]
+                size, height = sum(s for s, _ in kids), max((h for _, h in kids), default=0)
+                sizes[id(item)] = (1 + size, 1 + height)
+            elif id(item) not in sizes and isinstance(item, yaml.CollectionNode):
+                if item.end_mark is None:  # still being composed
+                    continue
+                sizes[id(item)] = (1, 1)  # until its children are measured (cycles stop here)
+                todo.append((item, True))
+                todo.extend((k, False) for k in _children(item) if id(k) not in sizes)
+        return sizes.get(id(node), (1, 0))
+
+    def refuse(self, message: str, event: Any = None) -> None:
+        mark = (event or self.peek_event()).start_mark
+        raise _LimitError(None, None, message, mark)
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    return list(node.value) if isinstance(node, yaml.SequenceNode) else []
+
+
+class _LimitError(yaml.MarkedYAMLError):
+    """Input refused by :class:`_Limits` (reported as is, not as a syntax error)."""
+
+
+class _PyLoader(_Limits, yaml.SafeLoader):
+    """PyYAML's pure-Python safe loader, with the limits."""
+
+
+class _Bail(Exception):
+    """:func:`_read_fast` leaves this text to the pure-Python path."""
+
+
+@dataclass
+class _Open:
+    """A list or mapping :func:`_read_fast` is filling, and the key whose value comes next."""
+
+    data: dict[str, Any] | list[Any]
+    pos: _Pos
+    flow: bool
+    key: str | None = None
+    key_at: tuple[int, int] = (0, 0)
+
+
+def _read_fast(text: str, path: str) -> Document:
+    """Data and positions straight from libyaml's events, for what most journeys are: plain
+    lists, mappings and scalars. It builds what :class:`_Builder` builds from PyYAML's nodes,
+    iteratively, and raises :class:`_Bail` on anything else: anchors, aliases, tags, merge
+    keys, keys that are lists or mappings, duplicate keys, nesting past :data:`MAX_DEPTH`, no
+    document or a second one, and the plain scalars libyaml and PyYAML are known to read
+    differently (an empty one: placed differently; one holding ``?`` inside ``[]`` or ``{}``:
+    PyYAML ends the scalar there).
+
+    The garbage collector is paused meanwhile: a tree holds no reference cycles, yet the
+    thousands of objects it is made of would trigger collections that rescan every object the
+    process holds (a quarter of this function's time when ``validate`` keeps 500 trees)."""
+    reader, collecting = _CReader(text), gc.isenabled()
+    gc.disable()
+    try:
+        data, root = _fast_tree(reader)
+    finally:
+        reader.dispose()
+        if collecting:
+            gc.enable()
+    return Document(path, data, root)
+
+
+def _fast_tree(reader: Any) -> tuple[Any, _Pos]:
+    get, resolve, construct = reader.get_event, reader.resolve, reader.construct_object
+    stack: list[_Open] = []
+    flow, root = 0, None  # open flow collections; the document's value, once read
+    get(), get()  # stream start, document start
+    while True:
+        event = get()
+        kind = type(event)
+        if kind is ScalarEvent:
+            if event.anchor is not None or event.tag is not None:
+                raise _Bail
+            mark, value, plain = event.start_mark, event.value, event.style == ""
+            if plain and (not value or flow and "?" in value):
+                raise _Bail
+            top = stack[-1] if stack else None
+            if top is not None and top.key is None and type(top.data) is dict:  # a key
+                if value in top.data or plain and value == "<<":
+                    raise _Bail
+                top.key, top.key_at = value, (mark.line + 1, mark.column + 1)
+                continue
+            pos = _Pos(mark.line + 1, mark.column + 1, event.style in ("|", ">"))
+            tag = resolve(yaml.ScalarNode, value, event.implicit) if plain else _TAG + "str"
+            if tag not in _AS_TEXT:
+                if tag not in _CONSTRUCTED:
+                    raise _Bail
+                try:
+                    value = construct(yaml.ScalarNode(tag, value, mark, mark))
+                except Exception:  # 0b_ looks like an int: worded by the pure-Python path
+                    raise _Bail from None
+                pos.text = event.value
+        elif kind is MappingStartEvent or kind is SequenceStartEvent:
+            if event.anchor is not None or event.tag is not None or len(stack) == MAX_DEPTH:
+                raise _Bail
+            if stack and stack[-1].key is None and type(stack[-1].data) is dict:
+                raise _Bail  # a list or mapping as a key
+            mark, is_flow = event.start_mark, bool(event.flow_style)
+            pos, flow = _Pos(mark.line + 1, mark.column + 1), flow + is_flow
+            stack.append(_Open({} if kind is MappingStartEvent else [], pos, is_flow))
+            continue
+        elif kind is MappingEndEvent or kind is SequenceEndEvent:
+            done = stack.pop()
+            value, pos, flow = done.data, done.pos, flow - done.flow
+        elif kind is DocumentEndEvent and root is not None:
+            if type(get()) is not StreamEndEvent:
+                raise _Bail  # a second document
+            return root
+        else:
+            raise _Bail  # an alias, or no document
+        if not stack:
+            root = value, pos
+            continue
+        top = stack[-1]
+        into, key = top.data, top.key
+        if isinstance(into, dict):
+            assert key is not None
+            into[key], top.pos.keys[key], top.pos.kids[key], top.key = value, top.key_at, pos, None
+        else:
+            top.pos.kids[len(into)] = pos
+            into.append(value)
+
+
+if CParser is not None:
+
+    class _CReader(CParser, yaml.SafeLoader):
+        """libyaml's events with SafeLoader's resolver and constructors (only those)."""
+
+        def __init__(self, text: str) -> None:
+            CParser.__init__(self, text)
+            SafeConstructor.__init__(self)
+            Resolver.__init__(self)
+
+
 def _problem(path: str, text: str, index: int, message: str) -> Problem:
     before = text[:index]
     line, col = before.count("\n") + 1, len(before) - before.rfind("\n")
@@ -155,6 +427,8 @@ def _problem(path: str, text: str, index: int, message: str) -> Problem:
 def _syntax_problem(path: str, e: yaml.MarkedYAMLError) -> Problem:
     mark = e.problem_mark or e.context_mark
     line, col = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
+    if isinstance(e, _LimitError):
+        return Problem(path, line, col, "error", str(e.problem))
     if e.problem == "but found another document":
         message = "more than one YAML document in this file ('---' starts another): keep one"
         return Problem(path, line, col, "error", message)
@@ -202,7 +476,7 @@ class _Builder:
         elif self.check_tag(node, _AS_TEXT | _CONSTRUCTED) and node.tag in _CONSTRUCTED:
             try:
                 value = self.loader.construct_object(node)
-            except ValueError:  # an explicit tag on a wrong value: !!int abc
+            except (ValueError, KeyError):  # an explicit tag on a wrong value: !!int abc, !!bool x
                 self.error(mark, f"cannot read {node.value!r} as {node.tag.replace(_TAG, '!!')}")
             pos.text = node.value if getattr(node, "style", None) is None and node.value else None
         if isinstance(node, yaml.ScalarNode):
@@ -245,7 +519,7 @@ class _Builder:
                 self.error(source.start_mark, "'<<' merges a mapping or a list of mappings")
                 continue
             data, pos = self.build(source)
-            for k in data:
+            for k in data if isinstance(data, dict) else ():  # None: a recursive alias
                 out.setdefault(k, (data[k], pos.keys[k], pos.kids[k]))
         return out
 
@@ -266,6 +540,8 @@ def load_schema(name: str) -> dict[str, Any]:
 @functools.cache
 def _registry() -> tuple[Registry[Any], dict[int, str]]:
     """All bundled schemas by $id, and the base URI of every subschema (to follow its $refs)."""
+    from referencing import Registry, Resource
+
     base: dict[int, str] = {}
 
     def index(node: Any, uri: str) -> None:
@@ -282,6 +558,10 @@ def _registry() -> tuple[Registry[Any], dict[int, str]]:
 
 @functools.cache
 def _validator(name: str) -> Draft202012Validator:
+    """jsonschema, which words every rejection; imported here, on the first one, as a valid
+    journey never needs it and importing it costs a tenth of ``validate``'s start-up."""
+    from jsonschema import Draft202012Validator
+
     return Draft202012Validator(load_schema(name), registry=_registry()[0])
 
 
@@ -319,7 +599,28 @@ explained by jsonschema. A test checks both agree on every good and bad journey 
 
 @functools.cache
 def _fast_validator(name: str) -> Any:
-    return fastjsonschema.compile(load_schema(name))
+    return fastjsonschema.compile(_one_key_rewritten(load_schema(name)))
+
+
+def _one_key_rewritten(schema: Any) -> Any:
+    """A copy of ``schema`` where each "exactly one of these keys" (a ``oneOf`` whose branches
+    are ``{"required": [KEY]}``, see :func:`_key_choice`) says the same without ``oneOf``: some
+    key is there (``not`` all absent) and each key rules out the others (``dependencies``).
+    fastjsonschema tries every branch of a ``oneOf`` and raises and catches an exception for
+    each that fails (nine per step), which made this check three quarters of its time. Only
+    the valid? answer uses this copy; jsonschema explains rejections from the original."""
+    if isinstance(schema, list):
+        return [_one_key_rewritten(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {k: _one_key_rewritten(v) for k, v in schema.items()}
+    keys = _key_choice(schema["oneOf"]) if isinstance(schema.get("oneOf"), list) else None
+    if keys:
+        del out["oneOf"]
+        others = {k: {"properties": {o: False for o in keys if o != k}} for k in keys}
+        some = {"not": {"properties": {k: False for k in keys}}}
+        out["allOf"] = [*out.get("allOf", []), some, {"dependencies": others}]
+    return out
 
 
 def _fast_valid(name: str, instance: Any) -> bool:
@@ -561,6 +862,8 @@ def _key_choice(branches: Any) -> list[str] | None:
 
 
 def _type_fits(inst: Any, branch: dict[str, Any]) -> bool:
+    from jsonschema import Draft202012Validator
+
     types = branch.get("type", list(_WORDS))
     checker = Draft202012Validator.TYPE_CHECKER
     return any(checker.is_type(inst, t) for t in ([types] if isinstance(types, str) else types))
