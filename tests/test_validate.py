@@ -1185,3 +1185,18 @@ def test_validate_checks_a_test_file_as_deeply_as_test_would(tmp_path: Path, mon
     assert "unknown journey 'welcom'" in found[0]
     assert "needs the case's `start`" in found[1]
     assert "events file not found" in found[2]
+
+
+def test_a_journey_of_thousands_of_steps_is_checked_without_a_recursion_limit(
+    tmp_path: Path,
+) -> None:
+    steps = "".join(f"  - id: s{i}\n    set: {{vars.x: '1'}}\n" for i in range(3000))
+    (tmp_path / "journeys").mkdir()
+    (tmp_path / "journeys" / "long.yaml").write_text(
+        "id: long\ntrigger: {event: go}\nsteps:\n" + steps + "  - id: back\n    goto: s0\n"
+    )
+    proc = run(tmp_path, "validate")
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    (first, *_) = proc.stderr.splitlines()
+    assert first.startswith("journeys/long.yaml:6005:11: error: steps can loop"), first

@@ -153,25 +153,32 @@ def check_steps(doc: Document) -> list[Problem]:
     # edges in file order; the walk restarts after each time-passing step.
     color: dict[str, int] = {}  # 1: on the stack, 2: done
 
-    def walk(node: str, stack: list[str]) -> None:
-        color[node] = 1
-        stack.append(node)
-        for target, path in graph.get(node, []):
-            if target in breaking:
-                continue
-            if color.get(target) == 1:
-                cycle = stack[stack.index(target) :] + [target]
-                problems.append(
-                    doc.problem(
-                        path,
-                        "steps can loop without a positive wait or a wait_for: "
-                        + " -> ".join(cycle),
+    def walk(root: str) -> None:
+        # Iterative (a journey may have thousands of steps in a row: no recursion limit).
+        stack = [root]
+        color[root] = 1
+        edges = [iter(graph.get(root, []))]
+        while edges:
+            for target, path in edges[-1]:
+                if target in breaking:
+                    continue
+                if color.get(target) == 1:
+                    cycle = stack[stack.index(target) :] + [target]
+                    problems.append(
+                        doc.problem(
+                            path,
+                            "steps can loop without a positive wait or a wait_for: "
+                            + " -> ".join(cycle),
+                        )
                     )
-                )
-            elif target not in color:
-                walk(target, stack)
-        stack.pop()
-        color[node] = 2
+                elif target not in color:
+                    color[target] = 1
+                    stack.append(target)
+                    edges.append(iter(graph.get(target, [])))
+                    break
+            else:
+                edges.pop()
+                color[stack.pop()] = 2
 
     seen: set[str] = set()
     order = [start]
@@ -181,6 +188,6 @@ def check_steps(doc: Document) -> list[Problem]:
             continue
         seen.add(node)
         if node not in breaking and node not in color:
-            walk(node, [])
+            walk(node)
         order.extend(t for t, _ in graph.get(node, []))
     return problems
