@@ -76,40 +76,52 @@ def advance(
     else:
         private = state if owned else state.clone()
     run = Transition(world, private, suppressions)
-    queue: list[tuple[int, int, Event]] = []
-    order = 0
-    for event in events:
-        queue.append((event.at, order, event))
-        order += 1
-    heapq.heapify(queue)
-    pending_ticks = sorted(ticks, reverse=True)
+    queue = [(event.at, order, event) for order, event in enumerate(events)]
+    if len(queue) > 1:
+        heapq.heapify(queue)
+    order = len(queue)
+    pending_ticks = sorted(ticks, reverse=True) if ticks else []
     emitted = run.outcome.emitted
     handled = 0
+    instances = private.instances
     while True:
-        processed = run.state.processed_at
-        timer, timer_at = _next_timer(run.state)
-        if timer is not None:
-            timer_at = _effective(timer_at, processed)
-        tick_at = _effective(pending_ticks[-1][0], processed) if pending_ticks else _NEVER
-        event_at = _effective(queue[0][0], processed) if queue else _NEVER
-        if timer_at <= tick_at and timer_at <= event_at:
+        # The next input, at its effective time: never before what was already processed.
+        processed = private.processed_at
+        floor = -_NEVER if processed is None else processed
+        timer: Instance | None = None
+        timer_at = _NEVER
+        for inst in instances:
+            wake = inst.wake_at
+            if wake is not None and wake < timer_at and inst.status == ACTIVE:
+                timer, timer_at = inst, wake
+        if timer_at < floor:
+            timer_at = floor
+        tick_at = _NEVER
+        if pending_ticks:
+            tick_at = max(pending_ticks[-1][0], floor)
+        event_at = _NEVER
+        if queue:
+            event_at = max(queue[0][0], floor)
+        if timer is not None and timer_at <= tick_at and timer_at <= event_at:
             if timer_at > until:
                 break
-            assert timer is not None
             run.begin(timer_at)
             run.on_timer(timer)
-        elif tick_at <= event_at:
+        elif tick_at <= event_at and pending_ticks:
             if tick_at > until:
                 break
             at, journey = pending_ticks.pop()
             run.begin(at)
             run.on_tick(journey, at)
-        else:
+        elif queue:
             if event_at > until:
                 break
             event = heapq.heappop(queue)[2]
             run.begin(event.at, event.depth)
             run.on_event(event)
+        else:
+            break
+        instances = private.instances  # prune may have replaced the list
         # Emitted events join the queue behind every event already given for their time.
         while handled < len(emitted):
             new = emitted[handled]
@@ -120,22 +132,7 @@ def advance(
             heapq.heappush(queue, (new.at, order, new))
             order += 1
     outcome = run.outcome
-    outcome.unapplied = [item[2] for item in sorted(queue)]
-    outcome.next_wake = outcome.state.next_wake()
+    if queue:
+        outcome.unapplied = [item[2] for item in sorted(queue)]
+    outcome.next_wake = private.next_wake()
     return outcome
-
-
-def _effective(at: int, processed: int | None) -> int:
-    return at if processed is None or at > processed else processed
-
-
-def _next_timer(state: CustomerState) -> tuple[Instance | None, int]:
-    """The instance whose timer is due first; ties go to the earlier instance in the state's
-    order (journey id, then entry)."""
-    best: Instance | None = None
-    best_at = _NEVER
-    for inst in state.instances:
-        wake = inst.wake_at
-        if wake is not None and wake < best_at and inst.status == ACTIVE:
-            best, best_at = inst, wake
-    return best, best_at
