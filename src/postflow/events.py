@@ -246,35 +246,6 @@ def repeated_keys(text: str) -> list[tuple[int, int, str]]:
     return found
 
 
-def decode(raw: bytes, path: str) -> str:
-    """The text of an events file. A UTF-8 byte order mark at the start is dropped (Windows
-    editors write one; YAML files accept it). Bytes that are not UTF-8, and NUL bytes (never
-    valid in JSON text), are an error at the line and column of the first one; a file that
-    looks like UTF-16 (by its byte order mark, or NULs in every other byte) is named so."""
-    if raw.startswith(codecs.BOM_UTF8):
-        raw = raw[len(codecs.BOM_UTF8) :]
-    nul = raw.find(b"\0")
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        bad = exc.start if nul < 0 else min(nul, exc.start)
-    else:
-        if nul < 0:
-            return text
-        bad = nul
-    line_start = raw.rfind(b"\n", 0, bad) + 1
-    line = raw.count(b"\n", 0, bad) + 1
-    col = len(raw[line_start:bad].decode("utf-8", errors="replace")) + 1
-    wide = _wide_encoding(raw)
-    if wide:
-        message = f"not UTF-8: the file looks like {wide}: save it as UTF-8"
-    elif raw[bad] == 0:
-        message = "not UTF-8 text: a NUL byte (0x00): save the file as UTF-8 text"
-    else:
-        message = f"not UTF-8 (byte 0x{raw[bad]:02x}): save the file as UTF-8"
-    raise ProblemsError([Problem(path, line, col, "error", message)])
-
-
 def _wide_encoding(raw: bytes) -> str | None:
     """'UTF-16 (...)' or 'UTF-32 (...)' when the bytes say so, else None."""
     if raw.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)):
@@ -295,9 +266,10 @@ def _wide_encoding(raw: bytes) -> str | None:
 
 def file_lines(path: str | Path) -> Iterator[tuple[int, str]]:
     """The numbered lines of an events file, read as a stream: a big file is never held whole
-    in memory. The rules of :func:`decode` apply (a UTF-8 byte order mark at the start is
-    dropped; bytes that are not UTF-8 and NUL bytes are an error at their line and column; a
-    UTF-16 or UTF-32 file is named so), and lines end at ``\n``, ``\r\n`` or ``\r``. Raises
+    in memory. A UTF-8 byte order mark at the start is dropped (Windows editors write one;
+    YAML files accept it); bytes that are not UTF-8, and NUL bytes, are an error at their line
+    and column; a UTF-16 or UTF-32 file is named so. Lines end at ``\n``, ``\r\n`` or ``\r``.
+    Raises
     FileNotFoundError, and ProblemsError for a file that cannot be read or is not UTF-8."""
     name = str(path)
     try:
@@ -344,8 +316,8 @@ def file_lines(path: str | Path) -> Iterator[tuple[int, str]]:
 
 
 def _wide_problem(path: str, head: bytes, wide: str) -> Problem:
-    """Where :func:`decode` would point for a UTF-16/32 file: its first byte that is not UTF-8
-    text (a NUL, or an invalid sequence)."""
+    """Where a UTF-16/32 file goes wrong as UTF-8: its first byte that is not UTF-8 text (a
+    NUL, or an invalid sequence)."""
     if head.startswith(codecs.BOM_UTF8):
         head = head[len(codecs.BOM_UTF8) :]
     bad = head.find(b"\0")
@@ -422,21 +394,6 @@ def field_column(line: str, field: str | None) -> int:
         return 1
     found = re.search(rf'"{re.escape(field.split(".")[-1])}"\s*:\s*', line)
     return found.end() + 1 if found else 1
-
-
-def read_text(path: str | Path) -> str:
-    """An events file's text (see :func:`decode`). Raises FileNotFoundError, and
-    ProblemsError for a file that cannot be read or is not UTF-8."""
-    name = str(path)
-    try:
-        raw = Path(path).read_bytes()
-    except FileNotFoundError:
-        raise
-    except OSError as exc:
-        raise ProblemsError(
-            [Problem(name, 1, 1, "error", f"cannot read events: {exc.strerror or exc}")]
-        ) from None
-    return decode(raw, name)
 
 
 def scan_events(

@@ -73,13 +73,12 @@ def _case_events(
     rows: list[tuple[Any, Path_, Problem | None]] = []
     if isinstance(source, str):
         file = Path(doc.path).parent / source
+        not_json: list[Problem] = []
         try:
-            text = events.read_text(file)
+            for number, _, obj in events.iter_jsonl(events.file_lines(file), str(file), not_json):
+                rows.append((obj, base, Problem(str(file), number, 1, "error", "")))
         except FileNotFoundError:
             raise ProblemsError([doc.problem(base, f"events file not found: {file}")]) from None
-        not_json: list[Problem] = []
-        for number, _, obj in events.iter_jsonl(text, str(file), not_json):
-            rows.append((obj, base, Problem(str(file), number, 1, "error", "")))
         if not_json:
             raise ProblemsError(not_json)
     else:
