@@ -9,7 +9,7 @@ its output going to /dev/null, and prints each run's peak RSS and
 Peak RSS is the operating system's figure for the simulate process alone.
 
 N2 may go up to 1,000,000 (a few minutes for the review journey; `--only review` skips the
-slower starter journeys). simulate keeps at most 50,000 customers as live objects and the
+slower starter journeys). simulate keeps at most 20,000 customers as live objects and the
 rest as compact state documents, and reads an events file of more than 100,000 events as a
 stream, so past those sizes the figure is the cost of one more sleeping customer.
 """

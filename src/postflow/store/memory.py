@@ -49,7 +49,7 @@ class SuppressionTimeline:
         return len(self._changes)
 
 
-LIVE_LIMIT = 50_000
+LIVE_LIMIT = 20_000
 """Customers the memory store keeps as live objects; the least recently saved beyond this are
 kept as state documents."""
 
