@@ -14,8 +14,7 @@ from typing import Any
 
 import phonenumbers
 
-SUPPRESSED = "address_suppressed"
-UNSUPPRESSED = "address_unsuppressed"
+from postflow.events import SUPPRESSED, UNSUPPRESSED
 
 HARD_REASONS = frozenset({"bounce", "dropped", "spamreport", "stop", "manual"})
 """Suppression reasons that block every message to the address."""
