@@ -66,9 +66,8 @@ def write_records(records: Iterable[dict[str, Any]], out: BinaryIO, chunk: int =
     write per chunk keeps the cost of a write call off each record)."""
     lines: list[bytes] = []
     dumps = orjson.dumps
-    fmt = durations.format_instant
     for record in records:
-        lines.append(dumps({**record, "at": fmt(record["at"])}))
+        lines.append(dumps(record_json(record)))
         if len(lines) >= chunk:
             lines.append(b"")
             out.write(b"\n".join(lines))

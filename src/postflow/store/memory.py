@@ -45,9 +45,6 @@ class SuppressionTimeline:
         index = bisect_right(timeline, (at, *_LAST))
         return timeline[index - 1][2] if index else _EMPTY
 
-    def __len__(self) -> int:
-        return len(self._changes)
-
 
 LIVE_LIMIT = 20_000
 """Customers the memory store keeps as live objects; the least recently saved beyond this are
