@@ -3,8 +3,9 @@
 These are plain, JSON-friendly containers so any store can persist them: ``simulate`` keeps
 them in memory, the daemon stores each customer's state as one JSON document
 (:meth:`CustomerState.to_document`), so new engine fields need no database migration. The
-engine never mutates what it is given: it clones once per call, works on the copy and returns
-it, which keeps it a pure function of its inputs.
+engine never mutates what it is given: it works on a private copy (a clone, a decoded
+document, or a state the caller explicitly hands over) and returns it, which keeps it a pure
+function of its inputs.
 
 Growth is bounded: ended instances leave once their goal window closes, send history older
 than the longest frequency-cap window is dropped, and ``reentry: never`` remembers at most
