@@ -273,3 +273,6 @@ def graph_command(
 
 if __name__ == "__main__":  # pragma: no cover
     main()
+
+# The runtime commands register themselves on `main`.
+from postflow import cli_runtime  # noqa: E402,F401

@@ -117,6 +117,9 @@ def advance(
             if event_at > until:
                 break
             event = heapq.heappop(queue)[2]
+            if event.backfill:  # history import: profile facts only, at no logical time
+                run.on_backfill(event)
+                continue
             run.begin(event.at, event.depth)
             run.on_event(event)
         else:

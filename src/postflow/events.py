@@ -60,7 +60,8 @@ class EventError(ValueError):
 @dataclass(slots=True)
 class Event:
     """A validated event. ``at`` is epoch microseconds; ``seq`` is the ingestion order (ties at
-    one instant go in this order); ``depth`` counts chained ``emit``s."""
+    one instant go in this order); ``depth`` counts chained ``emit``s. A ``backfill`` event
+    (``ingest --backfill``: history import) updates the profile and purchase facts only."""
 
     type: str
     customer_id: str
@@ -70,6 +71,7 @@ class Event:
     data: dict[str, Any] = field(default_factory=dict)
     seq: int = 0
     depth: int = 0
+    backfill: bool = False
     _view: dict[str, Any] | None = None
 
     def view(self) -> dict[str, Any]:

@@ -164,6 +164,10 @@ class Machine:
     steps: Mapping[str, Step]
     first: str
     order: tuple[str, ...] = field(default=())
+    # What the version hash covers, kept so the daemon can store this exact version in its
+    # database and compile it again after the file changed (instances stay pinned to it).
+    data: Any = field(default=None, compare=False, repr=False)
+    templates: tuple[tuple[str, str], ...] = field(default=(), compare=False, repr=False)
 
     def quiet_hours_for(self, default: QuietHours | None) -> QuietHours | None:
         if self.quiet_hours is True:
@@ -405,6 +409,8 @@ class Compiler:
             steps=steps,
             first=order[0],
             order=order,
+            data=data,
+            templates=tuple(sorted(self.template_files.items())),
         )
 
     def version(self) -> str:

@@ -236,6 +236,15 @@ class Transition:
             self.try_enter(machine, view)
         self.prune()
 
+    def on_backfill(self, event: Event) -> None:
+        """An imported past event (``ingest --backfill``): merge the profile and purchase
+        facts; start, exit and resume nothing, and leave the processed time alone."""
+        if event.customer:
+            self.state.profile.update(event.customer)
+            self.reset_zone()
+        if event.type == self.settings.purchase_event:
+            self.purchase_facts(event)
+
     def on_timer(self, inst: Instance) -> None:
         """Fire ``inst``'s timer (due now): end a wait, time a ``wait_for`` out, or release a
         message held by quiet hours."""

@@ -1,0 +1,64 @@
+"""The seam between the outbox dispatcher and whatever delivers a message.
+
+The dispatcher knows nothing about SendGrid, Twilio, files or terminals: it claims an outbox
+row, calls :meth:`Channel.send` and stores the :class:`Delivery`. Every provider answer fits
+one of three outcomes, so retry policy lives in the dispatcher, in one place: ``sent`` (with
+the provider's id for tracing), ``retry`` (transient: timeout, connection error, 429, 5xx,
+disk full; optionally with the provider's Retry-After) or ``failed`` (permanent; retrying
+cannot help).
+"""
+
+from __future__ import annotations
+
+import errno
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+from postflow.effects import OutboundMessage
+
+DeliveryStatus = Literal["sent", "retry", "failed"]
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One provider answer for one message.
+
+    ``provider`` names who answered (``console``, ``file``, later ``sendgrid``...);
+    ``provider_id`` is their id for the message when ``sent``; ``error`` is
+    ``"<code> <message>"`` (an HTTP status, a provider error code or an errno name) when
+    ``retry`` or ``failed``; ``retry_after`` is the provider's requested delay in seconds
+    (None: the dispatcher's own backoff applies)."""
+
+    status: DeliveryStatus
+    provider: str
+    provider_id: str | None = None
+    error: str | None = None
+    retry_after: float | None = None
+
+
+class Channel(Protocol):
+    """Delivers messages of one or more channels (``email``, ``sms``, ``webhook``).
+
+    ``send`` may be called from several dispatcher threads at once and must be safe for it.
+    It reports every provider answer as a :class:`Delivery` rather than raising, so one bad
+    message never stops the dispatcher; an exception means a bug. ``close`` releases
+    connections or files (idempotent)."""
+
+    name: str
+
+    def send(self, message: OutboundMessage) -> Delivery: ...
+
+    def close(self) -> None: ...
+
+
+class ChannelConfigError(Exception):
+    """The channel configuration cannot work (missing credentials, unwritable path...).
+
+    Raised when channels are built, before anything is claimed from the outbox, with a
+    message naming the setting or environment variable to fix."""
+
+
+def os_error_text(exc: OSError) -> str:
+    """``"<errno name> <message>"``, e.g. ``ENOSPC No space left on device``."""
+    code = errno.errorcode.get(exc.errno or 0, type(exc).__name__)
+    return f"{code} {exc.strerror or exc}"

@@ -1,0 +1,1 @@
+"""The HTTP API served by `postflow run --http`."""

@@ -1,0 +1,1 @@
+"""The durable runtime's shells: the due sweep, the dispatcher, the daemon."""

@@ -1,0 +1,187 @@
+"""The due sweep: claim customers with due work, advance them through the engine, write back.
+
+This is a shell. What a customer's inputs do, and in which order, is decided by
+:func:`postflow.engine.advance` alone, the very function ``simulate`` calls; the sweep only
+gathers each claimed customer's inputs (unapplied events, the cron ticks since their last
+advance) and stores what comes back. Records carry logical times, so a late sweep writes the
+same history as a punctual one.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from postflow import engine
+from postflow.machine import Machine
+from postflow.state import CustomerState, StateFormatError
+from postflow.store.batches import NEVER, Batches, Claimed, Outcome
+
+log = logging.getLogger("postflow.sweep")
+
+
+@dataclass
+class SweepStats:
+    customers: int = 0
+    records: int = 0
+    messages: int = 0
+    errors: int = 0
+
+    def add(self, other: SweepStats) -> None:
+        self.customers += other.customers
+        self.records += other.records
+        self.messages += other.messages
+        self.errors += other.errors
+
+
+class Sweeper:
+    """Advances due customers in batches for one worker (``owner``)."""
+
+    def __init__(
+        self,
+        batches: Batches,
+        world: Callable[[], engine.World],
+        owner: str,
+        *,
+        batch: int = 1000,
+        lease_us: int = 60_000_000,
+    ) -> None:
+        self.batches = batches
+        self.store = batches.store
+        self.world = world
+        self.owner = owner
+        self.batch = batch
+        self.lease_us = lease_us
+
+    @staticmethod
+    def audience(world: engine.World) -> list[Machine]:
+        return [m for m in world.machines.values() if m.trigger.schedule is not None]
+
+    def run_until(
+        self, until: int, *, should_stop: Callable[[], bool] = lambda: False
+    ) -> SweepStats:
+        """Drain every customer due at or before ``until``, batch after batch."""
+        total = SweepStats()
+        while not should_stop():
+            stats = self.sweep_once(until)
+            if stats.customers == 0:
+                break
+            total.add(stats)
+        return total
+
+    def sweep_once(self, until: int) -> SweepStats:
+        """Claim one batch, advance it, write it back. Returns what it did."""
+        world = self.world()
+        audience = self.audience(world)
+        claimed = self.batches.claim(self.owner, until, self.batch, self.lease_us)
+        stats = SweepStats()
+        if not claimed:
+            return stats
+        self.store.suppressions.refresh()
+        horizon = min(until, self.batches.tick_horizon(audience))
+        names = [m.id for m in audience]
+        marks = [self._mark(c, until) for c in claimed]
+        floor = min((m for m in marks if m is not None), default=horizon)
+        tick_log = self.batches.ticks(floor, horizon, names)
+        taken: set[str] = set()
+
+        def first_sighting(event_id: str) -> bool:
+            if event_id in taken or self.batches.event_id_taken(event_id):
+                return False
+            taken.add(event_id)
+            return True
+
+        outcomes: list[Outcome] = []
+        for claim, mark in zip(claimed, marks, strict=True):
+            try:
+                outcome = self._advance(
+                    world, claim, mark, until, horizon, tick_log, names, first_sighting
+                )
+            except StateFormatError as exc:
+                log.error("customer %s: %s", claim.customer_id, exc)
+                self.batches.mark_error(self.owner, claim.customer_id, str(exc))
+                stats.errors += 1
+                continue
+            outcomes.append(outcome)
+            stats.records += len(outcome.records)
+            stats.messages += len(outcome.messages)
+        written = self.batches.write_back(self.owner, outcomes)
+        stats.customers = len(claimed)
+        if len(written) < len(outcomes):
+            log.warning(
+                "%d customer(s) of this batch were taken over by another worker (lease expired)",
+                len(outcomes) - len(written),
+            )
+        return stats
+
+    @staticmethod
+    def _mark(claim: Claimed, until: int) -> int | None:
+        """Cron ticks after this time may still be news to the customer. A customer becomes
+        known (to audience ticks) at their first input: ticks at that very instant are not
+        theirs, as in simulate."""
+        known = claim.known_since
+        if known is None:
+            due = [e.at for e in claim.events if e.at <= until]
+            return min(due) if due else None
+        return max(claim.ticks_until if claim.ticks_until is not None else -NEVER, known)
+
+    def _advance(
+        self,
+        world: engine.World,
+        claim: Claimed,
+        mark: int | None,
+        until: int,
+        horizon: int,
+        tick_log: list[tuple[int, str]],
+        names: list[str],
+        first_sighting: Callable[[str], bool],
+    ) -> Outcome:
+        events = claim.events
+        known = claim.known_since if claim.known_since is not None else mark
+        after = mark
+        ticks = []
+        if after is not None:
+            ticks = [(at, j) for at, j in tick_log if after < at <= horizon]
+        state: CustomerState | bytes = (
+            claim.state if claim.state is not None else CustomerState(claim.customer_id)
+        )
+        result = engine.advance(
+            world,
+            state,
+            until,
+            events=events,
+            ticks=ticks,
+            suppressions=self.store.suppressions,
+            first_sighting=first_sighting,
+        )
+        left = {e.seq for e in result.unapplied}
+        applied = [e.seq for e in events if e.seq not in left]
+        watermark = None if after is None else max(after, horizon)
+        due_at = result.next_wake
+        for e in result.unapplied:
+            if due_at is None or e.at < due_at:
+                due_at = e.at
+        if watermark is not None and names:
+            nxt = next((at for at, _ in tick_log if at > watermark), None)
+            if nxt is None:
+                nxt = self.batches.next_tick_after(watermark, names)
+            if nxt is not None and (due_at is None or nxt < due_at):
+                due_at = nxt
+        if known is None and result.state.processed_at is None and not applied:
+            state_doc = claim.state
+        else:
+            state_doc = result.state.to_document()
+        return Outcome(
+            customer_id=claim.customer_id,
+            state=state_doc,
+            due_at=due_at,
+            known_since=known,
+            ticks_until=watermark,
+            applied=applied,
+            emitted=result.emitted,
+            records=result.records,
+            messages=result.messages,
+            state_obj=result.state,
+            versions={m.id: m.version for m in world.machines.values()},
+        )

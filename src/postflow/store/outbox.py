@@ -1,0 +1,147 @@
+"""The outbox's SQL: claiming queued messages for delivery and recording each attempt.
+
+A message enters the outbox in the same transaction as the decision that made it (the
+sweep's write-back), so a crash never loses one and never decides one twice. The dispatcher
+claims queued rows with a lease (``FOR UPDATE SKIP LOCKED`` on PostgreSQL), hands each to
+its channel, and records the outcome. The only duplicate window is a crash between the
+provider's acceptance and this commit: the provider then holds our ``message_id`` and the
+row is sent again after its lease expires (docs/runtime.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import orjson
+import sqlalchemy as sa
+
+from postflow.effects import OutboundMessage
+from postflow.store import schema as t
+from postflow.store.batches import message_from_payload
+from postflow.store.sql import SqlStore, chunks, wall_us
+
+
+@dataclass(frozen=True)
+class Queued:
+    message: OutboundMessage
+    attempts: int
+
+
+class Outbox:
+    def __init__(self, store: SqlStore) -> None:
+        self.store = store
+        self.engine = store.engine
+
+    def claim(self, owner: str, limit: int, lease_us: int) -> list[Queued]:
+        """Lease up to ``limit`` queued messages whose next attempt is due, oldest first."""
+        o = t.outbox
+        now = wall_us()
+        with self.engine.begin() as conn:
+            rows = conn.execute(
+                sa.select(o.c.message_id, o.c.payload, o.c.attempts)
+                .where(o.c.status == "queued")
+                .where(o.c.next_attempt_at <= now)
+                .where(sa.or_(o.c.lease_until.is_(None), o.c.lease_until < now))
+                .order_by(o.c.next_attempt_at, o.c.at, o.c.message_id)
+                .limit(limit)
+                .with_for_update(skip_locked=True)
+            ).all()
+            for part in chunks([r.message_id for r in rows]):
+                conn.execute(
+                    o.update()
+                    .where(o.c.message_id.in_(part))
+                    .values(lease_owner=owner, lease_until=now + lease_us)
+                )
+        return [Queued(message_from_payload(r.payload), r.attempts) for r in rows]
+
+    def sent(self, owner: str, message_id: str, provider: str, provider_id: str | None) -> None:
+        o = t.outbox
+        now = wall_us()
+        with self.engine.begin() as conn:
+            conn.execute(
+                o.update()
+                .where(o.c.message_id == message_id)
+                .values(
+                    status="sent",
+                    attempts=o.c.attempts + 1,
+                    provider=provider,
+                    provider_id=provider_id,
+                    sent_at=now,
+                    lease_owner=None,
+                    lease_until=None,
+                    error=None,
+                )
+            )
+
+    def retry(self, owner: str, message_id: str, provider: str, error: str, at: int) -> None:
+        o = t.outbox
+        with self.engine.begin() as conn:
+            conn.execute(
+                o.update()
+                .where(o.c.message_id == message_id)
+                .values(
+                    attempts=o.c.attempts + 1,
+                    provider=provider,
+                    error=error,
+                    next_attempt_at=at,
+                    lease_owner=None,
+                    lease_until=None,
+                )
+            )
+
+    def failed(self, owner: str, message_id: str, provider: str, error: str) -> None:
+        """A delivery that cannot succeed: the outbox row and the message's record both say
+        ``failed``/``provider_error`` (contract section 3: retries do not change the record,
+        the final failure does)."""
+        o, r = t.outbox, t.records
+        with self.engine.begin() as conn:
+            conn.execute(
+                o.update()
+                .where(o.c.message_id == message_id)
+                .values(
+                    status="failed",
+                    attempts=o.c.attempts + 1,
+                    provider=provider,
+                    error=error,
+                    lease_owner=None,
+                    lease_until=None,
+                )
+            )
+            for rid, body in conn.execute(
+                sa.select(r.c.id, r.c.body).where(r.c.message_id == message_id)
+            ).all():
+                rec = orjson.loads(body)
+                rec["status"] = "failed"
+                rec["reason"] = "provider_error"
+                rec["error"] = error
+                ordered = {k: rec[k] for k in _RECORD_ORDER if k in rec}
+                ordered.update({k: v for k, v in rec.items() if k not in ordered})
+                conn.execute(r.update().where(r.c.id == rid).values(body=orjson.dumps(ordered)))
+
+    def pending(self) -> int:
+        o = t.outbox
+        with self.engine.connect() as conn:
+            return int(
+                conn.execute(
+                    sa.select(sa.func.count()).select_from(o).where(o.c.status == "queued")
+                ).scalar_one()
+            )
+
+
+_RECORD_ORDER = (
+    "kind",
+    "at",
+    "customer_id",
+    "journey",
+    "instance",
+    "key",
+    "step",
+    "channel",
+    "status",
+    "reason",
+    "error",
+    "to",
+    "subject",
+    "body",
+    "variant",
+)
