@@ -85,3 +85,13 @@ def pick(records: list[dict[str, Any]], *fields: str, **where: Any) -> list[tupl
         for r in records
         if all(r.get(k) == v for k, v in where.items())
     ]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    """A fresh, empty database URL: a SQLite file, or a new PostgreSQL database (dropped
+    afterwards). Every store test runs on both."""
+    from databases import database_url
+
+    with database_url(request.param, tmp_path) as url:
+        yield url
