@@ -17,7 +17,7 @@ import click
 import orjson
 import sqlalchemy as sa
 
-from postflow import config, durations, events
+from postflow import config, events
 from postflow.cli import (
     CONFIG_OPTION,
     JOURNEYS_OPTION,
@@ -26,7 +26,6 @@ from postflow.cli import (
     parse_time_option,
     reported,
 )
-from postflow.problems import Problem, ProblemsError
 from postflow.store import database
 from postflow.store.sql import SqlStore, wall_us
 
@@ -208,6 +207,60 @@ def history_command(
         write_records(store.history(customer=customer_id, journey=journey), sys.stdout.buffer)
 
 
+@main.command("status")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json"]),
+    default=None,
+    help="table (default on a terminal) or json.",
+)
+@DB_OPTION
+@CONFIG_OPTION
+def status_command(fmt: str | None, db_url: str | None, config_path: str | None) -> None:
+    """Show, per journey, active instances by step, the next wake, exits and recent errors,
+    and the backlog of due work.
+
+    \b
+    Example:
+      postflow status
+      postflow status --format json | jq .backlog
+    """
+    from postflow.store.inspect import status
+
+    with opened_store(config_path, db_url) as (_settings, store):
+        report = status(store, wall_us())
+    if fmt is None:
+        fmt = "table" if sys.stdout.isatty() else "json"
+    if fmt == "json":
+        click.echo(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())
+        return
+    _print_status(report)
+
+
+def _print_status(report: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    table = Table(title=f"postflow status at {report['now']}")
+    for column in ("journey", "active", "by step", "next wake", "exits", "recent errors"):
+        table.add_column(column)
+    for j in report["journeys"]:
+        steps = ", ".join(f"{k}: {v}" for k, v in sorted(j["steps"].items()))
+        exits = ", ".join(f"{k}: {v}" for k, v in sorted(j["exits"].items()))
+        errors = "\n".join(f"{x['customer_id']}: {x['error']}" for x in j["errors"])
+        table.add_row(j["journey"], str(j["active"]), steps, j["next_wake"] or "-", exits, errors)
+    console.print(table)
+    b = report["backlog"]
+    console.print(
+        f"{report['customers']} customer(s); due now: {b['customers_due']} customer(s), "
+        f"{b['events_pending']} event(s); waiting: {b['events_future']} future event(s); "
+        f"outbox: {b['outbox_queued']} queued, {b['outbox_failed']} failed; "
+        f"customer errors: {b['customer_errors']}; next due: {report['next_due'] or '-'}"
+    )
+
+
 @main.group("db")
 def db_group() -> None:
     """Database maintenance."""
@@ -290,5 +343,33 @@ def run_command(
         sys.exit(daemon.run())
 
 
-def _unused(_: Problem | ProblemsError | durations.DurationError) -> None:  # pragma: no cover
-    """Keeps imports used by type annotations visible to linters."""
+@main.command("demo")
+@click.option(
+    "--speed",
+    default=86_400.0,
+    show_default=True,
+    help="Simulated seconds per real second (86400: a day per second).",
+)
+@click.option(
+    "--days",
+    default=60.0,
+    show_default=True,
+    help="Stop at the latest this many simulated days after the last event.",
+)
+def demo_command(speed: float, days: float) -> None:
+    """Watch the bundled journeys run: the real daemon on a temporary SQLite file, the
+    example events, the console channel, a clock of about one simulated day per second.
+    It prints each message as it goes out and a summary at the end; nothing is sent.
+
+    \b
+    Example:
+      postflow demo
+      postflow demo --speed 172800   # two days per second
+    """
+    from postflow.runtime.demo import format_summary, run_demo
+
+    if speed <= 0 or days <= 0:
+        raise click.UsageError("--speed and --days must be positive")
+    with database_errors("sqlite:///demo.db"), reported():
+        counts = run_demo(speed=speed, days=days)
+    click.echo(format_summary(counts))

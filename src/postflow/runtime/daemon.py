@@ -64,6 +64,7 @@ class Daemon:
         poll: float | None = None,
         stop_when: Callable[[], bool] | None = None,
         install_signals: bool = True,
+        log_level: int = logging.INFO,
     ) -> None:
         self.store = store
         self.settings = settings
@@ -75,6 +76,7 @@ class Daemon:
         self.poll = poll if poll is not None else self.worker.poll_us / 1_000_000
         self.stop_when = stop_when
         self.install_signals = install_signals
+        self.log_level = log_level
         self.stopping = threading.Event()
         self._reload = threading.Event()
         self._signature: tuple[Any, ...] = ()
@@ -85,7 +87,7 @@ class Daemon:
     # -- lifecycle ----------------------------------------------------------------------------
     def run(self) -> int:
         """Start, serve until stopped, and return the exit status."""
-        logs.configure(self.settings)
+        logs.configure(self.settings, level=self.log_level)
         try:
             machines = load_machines(self.settings, self.journeys_dir)
         except ProblemsError as exc:
