@@ -313,6 +313,8 @@ def run_command(
     """
     if now is not None and not once:
         raise click.UsageError("--now goes with --once")
+    if http is not None and once:
+        raise click.UsageError("--http serves the daemon: it does not go with --once")
     now_us = parse_time_option(now, "--now")
     from postflow.channels.base import ChannelConfigError
     from postflow.channels.registry import build_channels

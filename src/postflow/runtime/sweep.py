@@ -53,6 +53,7 @@ class Sweeper:
         self.owner = owner
         self.batch = batch
         self.lease_us = lease_us
+        self._beyond: tuple[int, int | None] | None = None
 
     @staticmethod
     def audience(world: engine.World) -> list[Machine]:
@@ -84,6 +85,7 @@ class Sweeper:
         marks = [self._mark(c, until) for c in claimed]
         floor = min((m for m in marks if m is not None), default=horizon)
         tick_log = self.batches.ticks(floor, horizon, names)
+        self._beyond = None
         taken: set[str] = set()
 
         def first_sighting(event_id: str) -> bool:
@@ -126,6 +128,15 @@ class Sweeper:
             return min(due) if due else None
         return max(claim.ticks_until if claim.ticks_until is not None else -NEVER, known)
 
+    def _tick_after(self, watermark: int, horizon: int, names: list[str]) -> int | None:
+        """The first materialised tick after ``watermark``, asked once per batch for the
+        usual case (every customer's watermark is the batch's horizon)."""
+        if watermark != horizon:
+            return self.batches.next_tick_after(watermark, names)
+        if self._beyond is None or self._beyond[0] != horizon:
+            self._beyond = (horizon, self.batches.next_tick_after(horizon, names))
+        return self._beyond[1]
+
     def _advance(
         self,
         world: engine.World,
@@ -165,7 +176,7 @@ class Sweeper:
         if watermark is not None and names:
             nxt = next((at for at, _ in tick_log if at > watermark), None)
             if nxt is None:
-                nxt = self.batches.next_tick_after(watermark, names)
+                nxt = self._tick_after(watermark, horizon, names)
             if nxt is not None and (due_at is None or nxt < due_at):
                 due_at = nxt
         if known is None and result.state.processed_at is None and not applied:
