@@ -16,6 +16,7 @@ import orjson
 import sqlalchemy as sa
 
 from postflow.effects import OutboundMessage
+from postflow.simulate import FIELD_ORDER
 from postflow.store import schema as t
 from postflow.store.batches import message_from_payload
 from postflow.store.sql import SqlStore, chunks, wall_us
@@ -114,7 +115,7 @@ class Outbox:
                 rec["status"] = "failed"
                 rec["reason"] = "provider_error"
                 rec["error"] = error
-                ordered = {k: rec[k] for k in _RECORD_ORDER if k in rec}
+                ordered = {k: rec[k] for k in FIELD_ORDER if k in rec}
                 ordered.update({k: v for k, v in rec.items() if k not in ordered})
                 conn.execute(r.update().where(r.c.id == rid).values(body=orjson.dumps(ordered)))
 
@@ -126,22 +127,3 @@ class Outbox:
                     sa.select(sa.func.count()).select_from(o).where(o.c.status == "queued")
                 ).scalar_one()
             )
-
-
-_RECORD_ORDER = (
-    "kind",
-    "at",
-    "customer_id",
-    "journey",
-    "instance",
-    "key",
-    "step",
-    "channel",
-    "status",
-    "reason",
-    "error",
-    "to",
-    "subject",
-    "body",
-    "variant",
-)
