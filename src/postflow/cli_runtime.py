@@ -263,7 +263,13 @@ def _print_status(report: dict[str, Any]) -> None:
 
 @main.group("db")
 def db_group() -> None:
-    """Database maintenance."""
+    """Database maintenance.
+
+    \b
+    Example:
+      postflow db upgrade
+      postflow db upgrade --db postgresql+psycopg://postflow@localhost/postflow
+    """
 
 
 @db_group.command("upgrade")

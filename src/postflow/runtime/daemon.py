@@ -185,6 +185,11 @@ class Daemon:
             self.scheduler.shutdown(wait=True)  # running jobs finish their batch
         if self.server is not None:
             self.server.stop()
+        if self.runtime is not None:
+            try:
+                self.runtime.close()
+            except Exception as exc:
+                log.warning("could not release leases: %s", logs.one_line(exc))
         for channel in {id(c): c for c in self.channels.values()}.values():
             channel.close()
 

@@ -158,5 +158,12 @@ class Runtime:
 
     def run_once(self, now: int) -> tuple[SweepStats, DispatchStats]:
         """Process everything due at ``now`` (inclusive), then dispatch what was decided."""
-        swept = self.sweep(now)
+        try:
+            swept = self.sweep(now)
+        finally:
+            self.batches.release_lease("cron", self.owner)
         return swept, self.dispatch()
+
+    def close(self) -> None:
+        """Give back the leases this worker holds (a daemon stopping cleanly)."""
+        self.batches.release_lease("cron", self.owner)

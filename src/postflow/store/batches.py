@@ -223,6 +223,18 @@ class Batches:
                 previous = at
         return len(rows)
 
+    def release_lease(self, name: str, owner: str) -> None:
+        """Give a named lease back (a ``run --once`` that is done with the cron ticks), so the
+        next process need not wait for it to expire."""
+        lease = t.leases
+        with self.engine.begin() as conn:
+            conn.execute(
+                lease.update()
+                .where(lease.c.name == name)
+                .where(lease.c.owner == owner)
+                .values(owner=None, until=None)
+            )
+
     def _take_lease(
         self, conn: sa.Connection, name: str, owner: str, now: int, lease_us: int
     ) -> bool:

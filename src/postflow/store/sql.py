@@ -83,33 +83,32 @@ class SqlSuppressions:
     """The engine's :class:`~postflow.world.SuppressionLookup` over the ``suppressions`` table.
 
     Suppression changes are few next to customers, so each worker keeps the whole timeline in
-    memory and reads only the rows added since its last look (:meth:`refresh`, once per
-    batch): a batch costs one query however many messages it decides."""
+    memory. :meth:`refresh` (once per batch) asks only for the table's row count and highest
+    number, and reads the table again when either moved: on PostgreSQL row numbers are handed
+    out at insert, not at commit, so a slow ingest can commit a suppression numbered below
+    one already seen, and reading "only rows after the last seen" would miss it for good."""
 
     def __init__(self, engine: sa.Engine) -> None:
         self._engine = engine
         self._timeline = SuppressionTimeline()
-        self._last = 0
+        self._seen: tuple[int, int] = (0, 0)
 
-    def refresh(self, conn: sa.Connection | None = None) -> None:
-        query = (
-            sa.select(
-                t.suppressions.c.seq,
-                t.suppressions.c.address,
-                t.suppressions.c.at,
-                t.suppressions.c.reason,
-            )
-            .where(t.suppressions.c.seq > self._last)
-            .order_by(t.suppressions.c.seq)
-        )
-        if conn is None:
-            with self._engine.connect() as own:
-                rows = own.execute(query).all()
-        else:
-            rows = conn.execute(query).all()
+    def refresh(self) -> None:
+        s = t.suppressions
+        with self._engine.connect() as conn:
+            count, last = conn.execute(
+                sa.select(sa.func.count(), sa.func.coalesce(sa.func.max(s.c.seq), 0))
+            ).one()
+            if (count, last) == self._seen:
+                return
+            rows = conn.execute(
+                sa.select(s.c.seq, s.c.address, s.c.at, s.c.reason).order_by(s.c.seq)
+            ).all()
+        timeline = SuppressionTimeline()
         for seq, address, at, reason in rows:
-            self._timeline.add(compliance.SuppressionChange(address, at, reason, seq))
-            self._last = seq
+            timeline.add(compliance.SuppressionChange(address, at, reason, seq))
+        self._timeline = timeline
+        self._seen = (count, last)
 
     def reasons_at(self, address: str, at: int) -> frozenset[str]:
         return self._timeline.reasons_at(address, at)
@@ -145,8 +144,13 @@ def compile_stored(source: str, templates: dict[str, str], path: str) -> Machine
     from pathlib import Path
 
     with tempfile.TemporaryDirectory(prefix="postflow-version-") as tmp:
+        root = Path(tmp).resolve()
         for name, text in templates.items():
-            (Path(tmp) / name).write_text(text, encoding="utf-8")
+            target = (root / name).resolve()
+            if root not in target.parents:
+                return None  # a stored name escaping the directory: not ours to write
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text, encoding="utf-8")
         try:
             doc = loader.load_yaml_text(source, path)
         except ProblemsError:
@@ -357,8 +361,11 @@ class SqlStore:
             }
             new = [m for m in machines if m.id not in deployed]
             if new:
+                # History imports (backfill) are not input a journey was deployed for.
                 earliest = conn.execute(
-                    sa.select(sa.func.min(t.events.c.at)).where(t.events.c.applied.is_(False))
+                    sa.select(sa.func.min(t.events.c.at))
+                    .where(t.events.c.applied.is_(False))
+                    .where(t.events.c.backfill.is_(False))
                 ).scalar()
                 at = now if earliest is None else min(earliest, now)
                 rows = [
@@ -382,6 +389,9 @@ class SqlStore:
         """Records (contract section 3) ordered by ``at``, customer id, production order; read
         in pages so a large history never sits in memory."""
         r = t.records
+        # Customer ids in code-point order, as simulate sorts them, whatever the database's
+        # collation (PostgreSQL's default may be a locale's).
+        cid: Any = r.c.customer_id.collate("C") if self.dialect == "postgresql" else r.c.customer_id
         last: tuple[int, str, int] | None = None
         with self.engine.connect() as conn:
             while True:
@@ -391,12 +401,8 @@ class SqlStore:
                 if journey is not None:
                     query = query.where(r.c.journey == journey)
                 if last is not None:
-                    query = query.where(
-                        sa.tuple_(r.c.at, r.c.customer_id, r.c.id) > sa.tuple_(*last)
-                    )
-                rows = conn.execute(
-                    query.order_by(r.c.at, r.c.customer_id, r.c.id).limit(batch)
-                ).all()
+                    query = query.where(sa.tuple_(r.c.at, cid, r.c.id) > sa.tuple_(*last))
+                rows = conn.execute(query.order_by(r.c.at, cid, r.c.id).limit(batch)).all()
                 for row in rows:
                     yield orjson.loads(row.body)
                 if len(rows) < batch:
