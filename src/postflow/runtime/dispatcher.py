@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -69,14 +70,28 @@ class Dispatcher:
         self.rand = rand
 
     def drain(self, *, should_stop: Callable[[], bool] = lambda: False) -> DispatchStats:
-        """Deliver every message due now, batch after batch."""
+        """Deliver every message due now, batch after batch. The lease on a claimed batch is
+        renewed as sending goes on, and a message whose lease was lost (another worker may
+        have it) is never sent; a stop request gives the unsent rest back."""
         total = DispatchStats()
         while not should_stop():
             claimed = self.outbox.claim(self.owner, self.batch, self.lease_us)
             if not claimed:
                 break
-            for item in claimed:
-                self.deliver(item, total)
+            pending = claimed
+            renewed = time.monotonic()
+            while pending:
+                if should_stop():
+                    self.outbox.release(self.owner, [q.message.message_id for q in pending])
+                    return total
+                if time.monotonic() - renewed > self.lease_us / US / 3:
+                    ids = [q.message.message_id for q in pending]
+                    held = self.outbox.renew(self.owner, ids, self.lease_us)
+                    pending = [q for q in pending if q.message.message_id in held]
+                    renewed = time.monotonic()
+                    continue
+                self.deliver(pending[0], total)
+                pending = pending[1:]
         return total
 
     def deliver(self, item: Queued, stats: DispatchStats) -> None:
@@ -98,9 +113,10 @@ class Dispatcher:
             delivery = Delivery("retry", getattr(channel, "name", "?"), error=f"{exc!r}")
         attempt = item.attempts + 1
         if delivery.status == "sent":
-            self.outbox.sent(
+            if not self.outbox.sent(
                 self.owner, message.message_id, delivery.provider, delivery.provider_id
-            )
+            ):
+                log.warning("message %s was sent after its lease ran out", message.message_id)
             stats.sent += 1
         elif delivery.status == "retry" and attempt < self.policy.max_attempts:
             delay = self.policy.delay_us(attempt, delivery.retry_after, self.rand())

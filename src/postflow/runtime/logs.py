@@ -39,8 +39,13 @@ def configure(settings: config.Settings, *, level: int = logging.INFO) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     root.propagate = False
-    # APScheduler logs every job run at INFO: too chatty for a job every second.
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    # APScheduler logs every job run at INFO, and a job still running at its next poll
+    # ("maximum number of running instances reached") at WARNING: both are expected here.
+    # Its errors go through the same handler, so JSON logs stay JSON.
+    scheduler = logging.getLogger("apscheduler")
+    scheduler.handlers[:] = [handler]
+    scheduler.setLevel(logging.ERROR)
+    scheduler.propagate = False
 
 
 def one_line(exc: BaseException) -> str:

@@ -55,13 +55,54 @@ class Outbox:
                 )
         return [Queued(message_from_payload(r.payload), r.attempts) for r in rows]
 
-    def sent(self, owner: str, message_id: str, provider: str, provider_id: str | None) -> None:
+    def renew(self, owner: str, message_ids: list[str], lease_us: int) -> set[str]:
+        """Extend this worker's lease on the given messages; returns those it still holds (a
+        message whose lease ran out may have been claimed by another worker: never send it)."""
+        o = t.outbox
+        now = wall_us()
+        held: set[str] = set()
+        with self.engine.begin() as conn:
+            for part in chunks(message_ids):
+                conn.execute(
+                    o.update()
+                    .where(o.c.message_id.in_(part))
+                    .where(o.c.lease_owner == owner)
+                    .where(o.c.lease_until > now)
+                    .where(o.c.status == "queued")
+                    .values(lease_until=now + lease_us)
+                )
+                held.update(
+                    conn.execute(
+                        sa.select(o.c.message_id)
+                        .where(o.c.message_id.in_(part))
+                        .where(o.c.lease_owner == owner)
+                        .where(o.c.lease_until > now)
+                    ).scalars()
+                )
+        return held
+
+    def release(self, owner: str, message_ids: list[str]) -> None:
+        """Give back leases on messages this worker will not send (it is stopping)."""
+        o = t.outbox
+        with self.engine.begin() as conn:
+            for part in chunks(message_ids):
+                conn.execute(
+                    o.update()
+                    .where(o.c.message_id.in_(part))
+                    .where(o.c.lease_owner == owner)
+                    .values(lease_owner=None, lease_until=None)
+                )
+
+    def sent(self, owner: str, message_id: str, provider: str, provider_id: str | None) -> bool:
+        """Record a delivery. False when this worker no longer held the message (its lease
+        had run out): the send may then be a duplicate, and the caller logs it."""
         o = t.outbox
         now = wall_us()
         with self.engine.begin() as conn:
-            conn.execute(
+            done = conn.execute(
                 o.update()
                 .where(o.c.message_id == message_id)
+                .where(o.c.lease_owner == owner)
                 .values(
                     status="sent",
                     attempts=o.c.attempts + 1,
@@ -73,6 +114,7 @@ class Outbox:
                     error=None,
                 )
             )
+        return bool(done.rowcount)
 
     def retry(self, owner: str, message_id: str, provider: str, error: str, at: int) -> None:
         o = t.outbox
@@ -80,6 +122,7 @@ class Outbox:
             conn.execute(
                 o.update()
                 .where(o.c.message_id == message_id)
+                .where(o.c.lease_owner == owner)
                 .values(
                     attempts=o.c.attempts + 1,
                     provider=provider,
@@ -96,9 +139,10 @@ class Outbox:
         the final failure does)."""
         o, r = t.outbox, t.records
         with self.engine.begin() as conn:
-            conn.execute(
+            done = conn.execute(
                 o.update()
                 .where(o.c.message_id == message_id)
+                .where(o.c.lease_owner == owner)
                 .values(
                     status="failed",
                     attempts=o.c.attempts + 1,
@@ -108,6 +152,8 @@ class Outbox:
                     lease_until=None,
                 )
             )
+            if not done.rowcount:
+                return  # another worker holds it now: its outcome stands
             for rid, body in conn.execute(
                 sa.select(r.c.id, r.c.body).where(r.c.message_id == message_id)
             ).all():
