@@ -23,6 +23,8 @@ from postflow.store.sql import wall_us
 log = logging.getLogger("postflow.dispatch")
 
 US = 1_000_000
+FLUSH_COUNT = 100
+FLUSH_SECONDS = 0.1
 
 
 @dataclass(frozen=True)
@@ -68,11 +70,15 @@ class Dispatcher:
         self.batch = batch
         self.lease_us = lease_us
         self.rand = rand
+        self._done: list[tuple[str, str, str | None]] = []
+        self._first: float | None = None
 
     def drain(self, *, should_stop: Callable[[], bool] = lambda: False) -> DispatchStats:
         """Deliver every message due now, batch after batch. The lease on a claimed batch is
         renewed as sending goes on, and a message whose lease was lost (another worker may
-        have it) is never sent; a stop request gives the unsent rest back."""
+        have it) is never sent; a stop request gives the unsent rest back. Deliveries are
+        recorded in small groups (:data:`FLUSH_COUNT` messages or :data:`FLUSH_SECONDS`,
+        whichever comes first): the duplicate window after a crash is that group."""
         total = DispatchStats()
         while not should_stop():
             claimed = self.outbox.claim(self.owner, self.batch, self.lease_us)
@@ -80,19 +86,39 @@ class Dispatcher:
                 break
             pending = claimed
             renewed = time.monotonic()
-            while pending:
-                if should_stop():
-                    self.outbox.release(self.owner, [q.message.message_id for q in pending])
-                    return total
-                if time.monotonic() - renewed > self.lease_us / US / 3:
-                    ids = [q.message.message_id for q in pending]
-                    held = self.outbox.renew(self.owner, ids, self.lease_us)
-                    pending = [q for q in pending if q.message.message_id in held]
-                    renewed = time.monotonic()
-                    continue
-                self.deliver(pending[0], total)
-                pending = pending[1:]
+            try:
+                while pending:
+                    if should_stop():
+                        self.flush()
+                        self.outbox.release(self.owner, [q.message.message_id for q in pending])
+                        return total
+                    if time.monotonic() - renewed > self.lease_us / US / 3:
+                        self.flush()
+                        ids = [q.message.message_id for q in pending]
+                        held = self.outbox.renew(self.owner, ids, self.lease_us)
+                        pending = [q for q in pending if q.message.message_id in held]
+                        renewed = time.monotonic()
+                        continue
+                    self.deliver(pending[0], total)
+                    pending = pending[1:]
+            finally:
+                self.flush()
         return total
+
+    def flush(self) -> None:
+        """Record the deliveries not yet recorded."""
+        done, self._done = self._done, []
+        self._first = None
+        for mid in self.outbox.sent(self.owner, done):
+            log.warning("message %s was sent after its lease ran out", mid)
+
+    def _sent(self, message_id: str, provider: str, provider_id: str | None) -> None:
+        self._done.append((message_id, provider, provider_id))
+        now = time.monotonic()
+        if self._first is None:
+            self._first = now
+        if len(self._done) >= FLUSH_COUNT or now - self._first >= FLUSH_SECONDS:
+            self.flush()
 
     def deliver(self, item: Queued, stats: DispatchStats) -> None:
         message = item.message
@@ -113,10 +139,7 @@ class Dispatcher:
             delivery = Delivery("retry", getattr(channel, "name", "?"), error=f"{exc!r}")
         attempt = item.attempts + 1
         if delivery.status == "sent":
-            if not self.outbox.sent(
-                self.owner, message.message_id, delivery.provider, delivery.provider_id
-            ):
-                log.warning("message %s was sent after its lease ran out", message.message_id)
+            self._sent(message.message_id, delivery.provider, delivery.provider_id)
             stats.sent += 1
         elif delivery.status == "retry" and attempt < self.policy.max_attempts:
             delay = self.policy.delay_us(attempt, delivery.retry_after, self.rand())

@@ -101,13 +101,13 @@ class Batches:
             }
             e = t.events
             for part in chunks(ids):
-                for seq, cid, body, backfill in conn.execute(
-                    sa.select(e.c.seq, e.c.customer_id, e.c.body, e.c.backfill)
+                for seq, cid, body, backfill, at in conn.execute(
+                    sa.select(e.c.seq, e.c.customer_id, e.c.body, e.c.backfill, e.c.at)
                     .where(e.c.applied.is_(False))
                     .where(e.c.customer_id.in_(part))
                     .order_by(e.c.seq)
                 ):
-                    claimed[cid].events.append(event_from_row(seq, body, backfill))
+                    claimed[cid].events.append(event_from_row(seq, body, backfill, at))
         return [claimed[i] for i in ids]
 
     def release(self, owner: str, customer_ids: Sequence[str]) -> None:

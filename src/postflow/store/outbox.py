@@ -93,28 +93,34 @@ class Outbox:
                     .values(lease_owner=None, lease_until=None)
                 )
 
-    def sent(self, owner: str, message_id: str, provider: str, provider_id: str | None) -> bool:
-        """Record a delivery. False when this worker no longer held the message (its lease
-        had run out): the send may then be a duplicate, and the caller logs it."""
+    def sent(self, owner: str, deliveries: list[tuple[str, str, str | None]]) -> list[str]:
+        """Record deliveries ``(message_id, provider, provider_id)`` in one transaction.
+        Returns the ids this worker no longer held (its lease had run out, so the send may
+        be a duplicate: the caller logs them); their rows are left to the new holder."""
+        if not deliveries:
+            return []
         o = t.outbox
         now = wall_us()
+        ids = [d[0] for d in deliveries]
         with self.engine.begin() as conn:
-            done = conn.execute(
-                o.update()
-                .where(o.c.message_id == message_id)
-                .where(o.c.lease_owner == owner)
-                .values(
-                    status="sent",
-                    attempts=o.c.attempts + 1,
-                    provider=provider,
-                    provider_id=provider_id,
-                    sent_at=now,
-                    lease_owner=None,
-                    lease_until=None,
-                    error=None,
+            held: set[str] = set()
+            for part in chunks(ids):
+                held.update(
+                    conn.execute(
+                        sa.select(o.c.message_id)
+                        .where(o.c.message_id.in_(part))
+                        .where(o.c.lease_owner == owner)
+                        .with_for_update()
+                    ).scalars()
                 )
-            )
-        return bool(done.rowcount)
+            rows = [
+                {"mid": mid, "provider": provider, "pid": pid, "now": now}
+                for mid, provider, pid in deliveries
+                if mid in held
+            ]
+            if rows:
+                conn.execute(_SENT, rows)
+        return [mid for mid in ids if mid not in held]
 
     def retry(self, owner: str, message_id: str, provider: str, error: str, at: int) -> None:
         o = t.outbox
@@ -173,3 +179,20 @@ class Outbox:
                     sa.select(sa.func.count()).select_from(o).where(o.c.status == "queued")
                 ).scalar_one()
             )
+
+
+# Built once: the dispatcher records every delivery with it (an executemany per flush).
+_SENT = (
+    t.outbox.update()
+    .where(t.outbox.c.message_id == sa.bindparam("mid"))
+    .values(
+        status="sent",
+        attempts=t.outbox.c.attempts + 1,
+        provider=sa.bindparam("provider"),
+        provider_id=sa.bindparam("pid"),
+        sent_at=sa.bindparam("now"),
+        lease_owner=None,
+        lease_until=None,
+        error=None,
+    )
+)

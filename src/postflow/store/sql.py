@@ -57,13 +57,14 @@ def event_body(event: Event) -> bytes:
     return orjson.dumps(doc)
 
 
-def event_from_row(seq: int, body: bytes, backfill: bool) -> Event:
-    """A stored event, read back without validating again (it was validated at ingestion)."""
+def event_from_row(seq: int, body: bytes, backfill: bool, at: int) -> Event:
+    """A stored event, read back without validating again (it was validated at ingestion);
+    ``at`` is the row's own column (the same instant as the body's, already an integer)."""
     obj = orjson.loads(body)
     event = Event(
         type=obj["type"],
         customer_id=obj["customer_id"],
-        at=durations.parse_instant(obj["at"]),
+        at=at,
         id=obj.get("id"),
         customer=obj.get("customer"),
         data=obj.get("data") or {},
