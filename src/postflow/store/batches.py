@@ -354,8 +354,7 @@ class Batches:
                         "created_at": now,
                     }
                 )
-        for part in chunks(rows):
-            conn.execute(t.records.insert(), list(part))
+        self.store.insert_rows(conn, t.records, rows)
 
     def _upsert_instances(self, conn: sa.Connection, outcomes: Sequence[Outcome]) -> None:
         """Instances as the relational view sees them: every instance in the new state, plus
@@ -395,17 +394,15 @@ class Batches:
                         "exit_reason": inst.exit_reason,
                         "variant": inst.variant,
                     }
-        if rows:
-            ins = self.store._upsert(t.instances)
-            stmt = ins.on_conflict_do_update(
-                index_elements=[t.instances.c.instance_id],
-                set_={
-                    col: ins.excluded[col]
-                    for col in ("status", "step", "wake_at", "ended_at", "exit_reason", "variant")
-                },
-            )
-            for part in chunks(list(rows.values())):
-                conn.execute(stmt, list(part))
+        self.store.insert_rows(
+            conn,
+            t.instances,
+            list(rows.values()),
+            upsert=(
+                "instance_id",
+                ("status", "step", "wake_at", "ended_at", "exit_reason", "variant"),
+            ),
+        )
         ends = [
             {"iid": rec["instance"], "ended": rec["at"], "reason": rec.get("reason")}
             for o in outcomes
@@ -451,9 +448,7 @@ class Batches:
             }
             for m in messages
         ]
-        stmt = self.store._upsert(t.outbox).on_conflict_do_nothing()
-        for part in chunks(rows):
-            conn.execute(stmt, list(part))
+        self.store.insert_rows(conn, t.outbox, rows, skip_conflicts=True)
 
     def _lower_due(self, conn: sa.Connection, outcomes: Sequence[Outcome]) -> None:
         """Input that arrived while the batch was in hand (an event ingested, a cron tick

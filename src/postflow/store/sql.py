@@ -198,6 +198,38 @@ class SqlStore:
     def close(self) -> None:
         self.engine.dispose()
 
+    def insert_rows(
+        self,
+        conn: sa.Connection,
+        table: sa.Table,
+        rows: Sequence[dict[str, Any]],
+        *,
+        skip_conflicts: bool = False,
+        upsert: tuple[str, Sequence[str]] | None = None,
+    ) -> None:
+        """Insert many rows through the driver's ``executemany``, in chunks. The hot inserts
+        (events, records, outbox) go here: SQLAlchemy's per-row parameter handling cost as
+        much as SQLite itself. Values must already be what the driver takes (int, str,
+        bytes, bool, None), which is all these tables hold. ``upsert=(key, columns)``
+        updates those columns of a row whose ``key`` exists (SQLite and PostgreSQL share the
+        ``ON CONFLICT ... DO UPDATE`` syntax)."""
+        if not rows:
+            return
+        columns = list(rows[0])
+        mark = "?" if self.engine.dialect.paramstyle == "qmark" else "%s"
+        sql = (
+            f"INSERT INTO {table.name} ({', '.join(columns)}) "
+            f"VALUES ({', '.join(mark for _ in columns)})"
+        )
+        if skip_conflicts:
+            sql += " ON CONFLICT DO NOTHING"
+        elif upsert is not None:
+            key, updated = upsert
+            sets = ", ".join(f"{c} = excluded.{c}" for c in updated)
+            sql += f" ON CONFLICT ({key}) DO UPDATE SET {sets}"
+        for part in chunks(rows):
+            conn.exec_driver_sql(sql, [tuple(row[c] for c in columns) for row in part])
+
     def _upsert(self, table: sa.Table) -> Any:
         if self.dialect == "postgresql":
             from sqlalchemy.dialects import postgresql
@@ -297,8 +329,7 @@ class SqlStore:
         }
 
     def _insert_events(self, conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
-        if rows:
-            conn.execute(t.events.insert(), rows)
+        self.insert_rows(conn, t.events, rows)
 
     def _mark_due(self, conn: sa.Connection, due: dict[str, int]) -> None:
         """Create customers never seen, and make each due no later than ``due[id]``."""
