@@ -29,7 +29,7 @@ from postflow.events import Event
 from postflow.machine import Machine
 from postflow.state import CustomerState
 from postflow.store import schema as t
-from postflow.store.sql import SqlStore, chunks, event_body, event_from_row, wall_us
+from postflow.store.sql import SqlStore, chunks, event_from_row, held_by, wall_us
 
 NEVER = 1 << 62
 
@@ -260,17 +260,7 @@ class Batches:
         c, e = t.customers, t.events
         now = wall_us()
         with self.engine.begin() as conn:
-            held: set[str] = set()
-            ids = [o.customer_id for o in outcomes]
-            for part in chunks(ids):
-                held.update(
-                    conn.execute(
-                        sa.select(c.c.customer_id)
-                        .where(c.c.customer_id.in_(part))
-                        .where(c.c.lease_owner == owner)
-                        .with_for_update()
-                    ).scalars()
-                )
+            held = held_by(conn, c.c.customer_id, [o.customer_id for o in outcomes], owner)
             mine = [o for o in outcomes if o.customer_id in held]
             if not mine:
                 return []
@@ -313,24 +303,9 @@ class Batches:
         if not emitted:
             return
         rows = [
-            {
-                "event_id": ev.id,
-                "customer_id": ev.customer_id,
-                "type": ev.type,
-                "at": ev.at,
-                "body": event_body(ev),
-                "backfill": False,
-                "applied": True,
-                "origin": "emit",
-                "ingested_at": now,
-            }
-            for ev in emitted
+            self.store._event_row(ev, False, now, applied=True, origin="emit") for ev in emitted
         ]
-        stmt = self.store._upsert(t.events).on_conflict_do_nothing(
-            index_elements=[t.events.c.event_id]
-        )
-        for part in chunks(rows):
-            conn.execute(stmt, list(part))
+        self.store.insert_rows(conn, t.events, rows, skip_conflicts=True)
 
     def _insert_records(self, conn: sa.Connection, outcomes: Sequence[Outcome], now: int) -> None:
         rows: list[dict[str, Any]] = []

@@ -19,7 +19,7 @@ from postflow.effects import OutboundMessage
 from postflow.simulate import FIELD_ORDER
 from postflow.store import schema as t
 from postflow.store.batches import message_from_payload
-from postflow.store.sql import SqlStore, chunks, wall_us
+from postflow.store.sql import SqlStore, chunks, held_by, wall_us
 
 
 @dataclass(frozen=True)
@@ -103,16 +103,7 @@ class Outbox:
         now = wall_us()
         ids = [d[0] for d in deliveries]
         with self.engine.begin() as conn:
-            held: set[str] = set()
-            for part in chunks(ids):
-                held.update(
-                    conn.execute(
-                        sa.select(o.c.message_id)
-                        .where(o.c.message_id.in_(part))
-                        .where(o.c.lease_owner == owner)
-                        .with_for_update()
-                    ).scalars()
-                )
+            held = held_by(conn, o.c.message_id, ids, owner)
             rows = [
                 {"mid": mid, "provider": provider, "pid": pid, "now": now}
                 for mid, provider, pid in deliveries

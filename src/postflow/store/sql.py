@@ -315,7 +315,9 @@ class SqlStore:
         return len(fresh), len(batch) - len(fresh)
 
     @staticmethod
-    def _event_row(event: Event, backfill: bool, now: int) -> dict[str, Any]:
+    def _event_row(
+        event: Event, backfill: bool, now: int, *, applied: bool = False, origin: str = "ingest"
+    ) -> dict[str, Any]:
         return {
             "event_id": event.id,
             "customer_id": event.customer_id,
@@ -323,8 +325,8 @@ class SqlStore:
             "at": event.at,
             "body": event_body(event),
             "backfill": backfill,
-            "applied": False,
-            "origin": "ingest",
+            "applied": applied,
+            "origin": origin,
             "ingested_at": now,
         }
 
@@ -500,6 +502,23 @@ def _instance_json(row: Any) -> dict[str, Any]:
             value = durations.format_instant(value)
         out["id" if key == "instance_id" else key] = value
     return out
+
+
+def held_by(conn: sa.Connection, key: sa.Column[Any], ids: Sequence[str], owner: str) -> set[str]:
+    """Of ``ids``, those whose row ``owner`` still leases (``lease_owner`` of ``key``'s
+    table), locked for the rest of the transaction: a worker writes only what it holds."""
+    table = key.table
+    held: set[str] = set()
+    for part in chunks(ids):
+        held.update(
+            conn.execute(
+                sa.select(key)
+                .where(key.in_(part))
+                .where(table.c.lease_owner == owner)
+                .with_for_update()
+            ).scalars()
+        )
+    return held
 
 
 def chunks(items: Sequence[Any], size: int = CHUNK) -> Iterator[Sequence[Any]]:
