@@ -29,15 +29,18 @@ from helpers import (
     workload,
 )
 
+from postflow.runtime.dispatcher import FLUSH_COUNT
+
 SEED = int(os.environ.get("POSTFLOW_ACCEPTANCE_SEED", "20260301"))
 CUSTOMERS = 3000
 KILLS = 8
 DISPATCH_BATCH = 500
 """The dispatcher's claim size (``runtime.dispatcher.Dispatcher.batch``): a loose upper bound
 on the deliveries one dead process can have in flight."""
-IN_FLIGHT = 4
-"""How many of the last lines written before a kill may be sent again: the dispatcher sends
-one message at a time today; ``dispatch.concurrency`` (default 4) bounds it if that changes."""
+IN_FLIGHT = FLUSH_COUNT
+"""Deliveries that may be re-sent after a kill: the dispatcher records deliveries in groups
+of at most ``FLUSH_COUNT`` messages (or 100 ms), so a kill can leave up to one group sent but
+not yet recorded (docs/runtime.md, the duplicate window)."""
 
 
 def _lines(project: Project) -> int:
