@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -84,7 +85,7 @@ class Dispatcher:
             claimed = self.outbox.claim(self.owner, self.batch, self.lease_us)
             if not claimed:
                 break
-            pending = claimed
+            pending = deque(claimed)
             renewed = time.monotonic()
             try:
                 while pending:
@@ -96,11 +97,10 @@ class Dispatcher:
                         self.flush()
                         ids = [q.message.message_id for q in pending]
                         held = self.outbox.renew(self.owner, ids, self.lease_us)
-                        pending = [q for q in pending if q.message.message_id in held]
+                        pending = deque(q for q in pending if q.message.message_id in held)
                         renewed = time.monotonic()
                         continue
-                    self.deliver(pending[0], total)
-                    pending = pending[1:]
+                    self.deliver(pending.popleft(), total)
             finally:
                 self.flush()
         return total
