@@ -108,7 +108,8 @@ class Sweeper:
             outcomes.append(outcome)
             stats.records += len(outcome.records)
             stats.messages += len(outcome.messages)
-        written = self.batches.write_back(self.owner, outcomes)
+        versions = {m.id: m.version for m in world.machines.values()}
+        written = self.batches.write_back(self.owner, outcomes, versions)
         stats.customers = len(claimed)
         if len(written) < len(outcomes):
             log.warning(
@@ -150,10 +151,9 @@ class Sweeper:
     ) -> Outcome:
         events = claim.events
         known = claim.known_since if claim.known_since is not None else mark
-        after = mark
         ticks = []
-        if after is not None:
-            ticks = [(at, j) for at, j in tick_log if after < at <= horizon]
+        if mark is not None:
+            ticks = [(at, j) for at, j in tick_log if mark < at <= horizon]
         state: CustomerState | bytes = (
             claim.state if claim.state is not None else CustomerState(claim.customer_id)
         )
@@ -168,15 +168,15 @@ class Sweeper:
         )
         left = {e.seq for e in result.unapplied}
         applied = [e.seq for e in events if e.seq not in left]
-        watermark = None if after is None else max(after, horizon)
+        watermark = None if mark is None else max(mark, horizon)
         due_at = result.next_wake
         for e in result.unapplied:
             if due_at is None or e.at < due_at:
                 due_at = e.at
         if watermark is not None and names:
-            nxt = next((at for at, _ in tick_log if at > watermark), None)
-            if nxt is None:
-                nxt = self._tick_after(watermark, horizon, names)
+            # The tick log ends at the horizon and the watermark is at or past it, so the
+            # next tick is always beyond what the batch read.
+            nxt = self._tick_after(watermark, horizon, names)
             if nxt is not None and (due_at is None or nxt < due_at):
                 due_at = nxt
         if known is None and result.state.processed_at is None and not applied:
@@ -194,5 +194,4 @@ class Sweeper:
             records=result.records,
             messages=result.messages,
             state_obj=result.state,
-            versions={m.id: m.version for m in world.machines.values()},
         )

@@ -16,7 +16,7 @@ write-back.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,7 +59,6 @@ class Outcome:
     records: list[dict[str, Any]] = field(default_factory=list)
     messages: list[OutboundMessage] = field(default_factory=list)
     state_obj: CustomerState | None = None
-    versions: dict[str, str] = field(default_factory=dict)
     error: str | None = None
 
 
@@ -252,9 +251,13 @@ class Batches:
         return bool(taken.rowcount)
 
     # -- writing back ------------------------------------------------------------------------
-    def write_back(self, owner: str, outcomes: Sequence[Outcome]) -> list[str]:
+    def write_back(
+        self, owner: str, outcomes: Sequence[Outcome], versions: Mapping[str, str] | None = None
+    ) -> list[str]:
         """Commit a batch in one transaction, for the customers whose lease ``owner`` still
-        holds. Returns the ids written (the others were taken over and are left alone)."""
+        holds. ``versions`` (journey id -> the version new entries took in this batch) names
+        the version of instances that entered and were pruned within the batch. Returns the
+        ids written (the others were taken over and are left alone)."""
         if not outcomes:
             return []
         c, e = t.customers, t.events
@@ -294,7 +297,7 @@ class Batches:
                 conn.execute(e.update().where(e.c.seq.in_(part)).values(applied=True))
             self._insert_emitted(conn, [ev for o in mine for ev in o.emitted], now)
             self._insert_records(conn, mine, now)
-            self._upsert_instances(conn, mine)
+            self._upsert_instances(conn, mine, versions or {})
             self._insert_outbox(conn, [m for o in mine for m in o.messages], now)
             self._lower_due(conn, mine)
         return [o.customer_id for o in mine]
@@ -331,7 +334,9 @@ class Batches:
                 )
         self.store.insert_rows(conn, t.records, rows)
 
-    def _upsert_instances(self, conn: sa.Connection, outcomes: Sequence[Outcome]) -> None:
+    def _upsert_instances(
+        self, conn: sa.Connection, outcomes: Sequence[Outcome], versions: Mapping[str, str]
+    ) -> None:
         """Instances as the relational view sees them: every instance in the new state, plus
         those that entered and were pruned within the batch (from their records)."""
         rows: dict[str, dict[str, Any]] = {}
@@ -343,7 +348,7 @@ class Batches:
                         "instance_id": iid,
                         "customer_id": o.customer_id,
                         "journey": rec["journey"],
-                        "version": o.versions.get(rec["journey"], ""),
+                        "version": versions.get(rec["journey"], ""),
                         "key": rec.get("key"),
                         "status": "active",
                         "step": None,
@@ -378,15 +383,14 @@ class Batches:
                 ("status", "step", "wake_at", "ended_at", "exit_reason", "variant"),
             ),
         )
-        ends = [
-            {"iid": rec["instance"], "ended": rec["at"], "reason": rec.get("reason")}
-            for o in outcomes
-            for rec in o.records
-            if rec["kind"] == "exit"
-            and (
-                o.state_obj is None or rec["instance"] not in {i.id for i in o.state_obj.instances}
+        ends: list[dict[str, Any]] = []
+        for o in outcomes:
+            kept = {i.id for i in o.state_obj.instances} if o.state_obj is not None else set()
+            ends.extend(
+                {"iid": rec["instance"], "ended": rec["at"], "reason": rec.get("reason")}
+                for rec in o.records
+                if rec["kind"] == "exit" and rec["instance"] not in kept
             )
-        ]
         if ends:
             i = t.instances
             conn.execute(
