@@ -294,23 +294,62 @@ def test_file_problems_at_run_time_are_permanent_and_recoverable(tmp_path: Path)
 # --- registry -----------------------------------------------------------------------------
 
 
-def test_auto_and_no_config_resolve_to_one_shared_console(tmp_path: Path) -> None:
+def test_auto_without_credentials_resolves_to_one_shared_console(tmp_path: Path) -> None:
     for text in ("timezone: UTC\n", "channels: {email: {provider: auto}, sms: {}}\n"):
         settings = settings_for(tmp_path, text)
-        env = {"SENDGRID_API_KEY": "SG.x", "TWILIO_ACCOUNT_SID": "AC1", "TWILIO_AUTH_TOKEN": "t"}
-        assert describe(settings, env) == {
-            "email": "console",
-            "sms": "console",
-            "webhook": "console",
-        }
+        for env in ({}, {"SENDGRID_API_KEY": "", "TWILIO_ACCOUNT_SID": "AC1"}):
+            assert describe(settings, env) == {
+                "email": "console",
+                "sms": "console",
+                "webhook": "http",
+            }
         stream = io.StringIO()
-        channels = build_channels(settings, console_stream=stream, environ=env)
-        assert set(channels) == {"email", "sms", "webhook"}
-        assert channels["email"] is channels["sms"] is channels["webhook"]
+        channels = build_channels(settings, console_stream=stream, environ={})
+        assert channels["email"] is channels["sms"]
         assert isinstance(channels["email"], ConsoleChannel)
-        channels["webhook"].send(webhook())
-        assert "POST https://hooks.example.com/review" in stream.getvalue()
+        channels["sms"].send(sms())
+        assert "── sms → +15555550100" in stream.getvalue()
         close_channels(channels.values())
+
+
+def test_auto_with_credentials_picks_the_providers(tmp_path: Path) -> None:
+    settings = settings_for(
+        tmp_path,
+        'channels: {email: {from: "Shop <hi@shop.example>"}, sms: {from: "+15555550100"}}\n',
+    )
+    env = {"SENDGRID_API_KEY": "SG.x", "TWILIO_ACCOUNT_SID": "AC1", "TWILIO_AUTH_TOKEN": "t"}
+    assert describe(settings, env) == {"email": "sendgrid", "sms": "twilio", "webhook": "http"}
+    channels = build_channels(settings, environ=env)
+    assert [channels[n].name for n in ("email", "sms", "webhook")] == [
+        "sendgrid",
+        "twilio",
+        "webhook",
+    ]
+    close_channels(channels.values())
+
+
+def test_a_provider_needs_a_sender_and_a_readable_one(tmp_path: Path) -> None:
+    env = {"SENDGRID_API_KEY": "SG.x", "TWILIO_ACCOUNT_SID": "AC1", "TWILIO_AUTH_TOKEN": "t"}
+    with pytest.raises(ChannelConfigError) as caught:
+        describe(settings_for(tmp_path, "timezone: UTC\n"), env)
+    assert str(caught.value).splitlines() == [
+        "channels.email.from is not set: SendGrid needs a sender address",
+        "channels.sms.from (or messaging_service_sid) is not set: Twilio needs a sender",
+    ]
+    bad = settings_for(tmp_path, 'channels: {email: {from: "Shop", reply_to: "x@y.z"}}\n')
+    with pytest.raises(ChannelConfigError, match=r"channels.email.from: 'Shop' is not an email"):
+        build_channels(bad, environ=env)
+
+
+def test_webhooks_can_be_printed_or_written_instead_of_called(tmp_path: Path) -> None:
+    settings = settings_for(tmp_path, "channels: {webhook: {provider: console}}\n")
+    stream = io.StringIO()
+    channels = build_channels(settings, console_stream=stream, environ={})
+    channels["webhook"].send(webhook())
+    assert "POST https://hooks.example.com/review" in stream.getvalue()
+    close_channels(channels.values())
+    settings = settings_for(tmp_path, "channels: {webhook: {provider: file, path: hooks.jsonl}}\n")
+    assert describe(settings, {})["webhook"] == "file"
 
 
 def test_file_paths_are_relative_to_the_config_and_shared_per_path(tmp_path: Path) -> None:
@@ -320,7 +359,8 @@ def test_file_paths_are_relative_to_the_config_and_shared_per_path(tmp_path: Pat
         project,
         "channels:\n"
         "  email: {provider: file, path: out/messages.jsonl}\n"
-        "  sms: {provider: file, path: out/../out/messages.jsonl}\n",
+        "  sms: {provider: file, path: out/../out/messages.jsonl}\n"
+        "  webhook: {provider: console}\n",
     )
     assert describe(settings, {}) == {"email": "file", "sms": "file", "webhook": "console"}
     stream = io.StringIO()
@@ -340,7 +380,8 @@ def test_file_paths_are_relative_to_the_config_and_shared_per_path(tmp_path: Pat
 def test_mixed_providers_and_the_default_file(tmp_path: Path) -> None:
     settings = settings_for(
         tmp_path,
-        "channels:\n  email: {provider: console}\n  sms: {provider: file}\n",
+        "channels:\n  email: {provider: console}\n  sms: {provider: file}\n"
+        "  webhook: {provider: console}\n",
     )
     channels = build_channels(settings, console_stream=io.StringIO(), environ={})
     assert channels["email"] is channels["webhook"]
@@ -370,12 +411,6 @@ def test_sendgrid_without_its_key_names_the_variable(tmp_path: Path) -> None:
         assert str(caught.value) == (
             "channels.email.provider is sendgrid, but SENDGRID_API_KEY is not set"
         )
-
-
-def test_sendgrid_with_its_key_is_not_available_yet(tmp_path: Path) -> None:
-    settings = settings_for(tmp_path, "channels: {email: {provider: sendgrid}}\n")
-    with pytest.raises(ChannelConfigError, match="not available in this version yet"):
-        describe(settings, {"SENDGRID_API_KEY": "SG.x"})
 
 
 def test_twilio_names_each_missing_variable_and_all_problems_are_listed(

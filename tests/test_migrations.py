@@ -28,7 +28,7 @@ from postflow.store import database, migrate, schema
 PG_URL = os.environ.get("POSTFLOW_TEST_PG_URL", "postgresql+psycopg://root@127.0.0.1:5432/test")
 
 NEWER = (
-    "the database schema is at revision 9999, newer than this postflow knows (0001): "
+    "the database schema is at revision 9999, newer than this postflow knows (0002): "
     "upgrade postflow"
 )
 NOT_INITIALISED = "the database is not initialised: run `postflow db upgrade`"
@@ -91,7 +91,16 @@ def catalog(engine: sa.Engine) -> dict[str, list[tuple[Any, ...]]]:
                 "SELECT type, name, tbl_name, sql FROM sqlite_master "
                 "WHERE tbl_name != 'alembic_version' ORDER BY type, name"
             )
-            return {"sqlite_master": [tuple(r) for r in rows]}
+            # A table's SQL text records how it was built (ALTER TABLE ADD COLUMN appends to
+            # it), so tables are compared by their columns; index SQL is compared as text.
+            master = []
+            for kind, name, table, sql in rows.all():
+                if kind == "table":
+                    cols = conn.exec_driver_sql(f'PRAGMA table_xinfo("{name}")').all()
+                    master.append((kind, name, table, tuple(tuple(c) for c in cols)))
+                else:
+                    master.append((kind, name, table, sql))
+            return {"sqlite_master": master}
         columns = conn.exec_driver_sql(
             "SELECT table_name, column_name, ordinal_position, data_type, is_nullable, "
             "column_default FROM information_schema.columns "

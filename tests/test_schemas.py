@@ -179,11 +179,15 @@ def test_config_schema_has_every_contract_key() -> None:
     }
     channels = props["channels"]["properties"]
     assert set(channels["email"]["properties"]) == {
-        *("provider", "path", "from", "reply_to", "unsubscribe_group_id", "base_url", "rate")
+        *("provider", "path", "from", "reply_to", "unsubscribe_group_id", "base_url", "rate"),
+        "timeout",  # an addition: how long to wait for SendGrid
     }
     assert set(channels["sms"]["properties"]) == {
-        *("provider", "path", "help_text", "from", "messaging_service_sid", "base_url", "rate")
+        *("provider", "path", "help_text", "from", "messaging_service_sid", "base_url", "rate"),
+        "timeout",  # an addition: how long to wait for Twilio
     }
+    # Additions: webhooks can be printed or written to a file instead of called.
+    assert set(channels["webhook"]["properties"]) == {"provider", "path", "timeout"}
     assert set(props["dispatch"]["properties"]) == {
         *("max_attempts", "backoff", "max_backoff", "concurrency")
     }

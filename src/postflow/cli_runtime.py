@@ -323,7 +323,7 @@ def run_command(
         raise click.UsageError("--http serves the daemon: it does not go with --once")
     now_us = parse_time_option(now, "--now")
     from postflow.channels.base import ChannelConfigError
-    from postflow.channels.registry import build_channels
+    from postflow.channels.registry import build_channels, close_channels
     from postflow.runtime import service
 
     with opened_store(config_path, db_url) as (settings, store), reported():
@@ -336,10 +336,15 @@ def run_command(
             sys.exit(1)
         if once:
             runtime = service.Runtime(store, settings, machines, channels)
-            swept, sent = runtime.run_once(now_us if now_us is not None else wall_us())
+            try:
+                swept, sent = runtime.run_once(now_us if now_us is not None else wall_us())
+            finally:
+                runtime.dispatcher.close()
+                close_channels(channels.values())
             click.echo(
                 f"{swept.customers} customer(s) advanced, {swept.records} record(s), "
-                f"{sent.sent} message(s) sent, {sent.retried} to retry, {sent.failed} failed",
+                f"{sent.sent} message(s) sent, {sent.retried + sent.deferred} to retry, "
+                f"{sent.failed} failed",
                 err=True,
             )
             return

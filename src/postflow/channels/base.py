@@ -27,13 +27,16 @@ class Delivery:
     ``provider_id`` is their id for the message when ``sent``; ``error`` is
     ``"<code> <message>"`` (an HTTP status, a provider error code or an errno name) when
     ``retry`` or ``failed``; ``retry_after`` is the provider's requested delay in seconds
-    (None: the dispatcher's own backoff applies)."""
+    (None: the dispatcher's own backoff applies); ``suppress`` is a suppression reason when
+    the refusal says the address must not be written to again (Twilio 21610: the number
+    replied STOP), which the dispatcher turns into an ``address_suppressed`` event."""
 
     status: DeliveryStatus
     provider: str
     provider_id: str | None = None
     error: str | None = None
     retry_after: float | None = None
+    suppress: str | None = None
 
 
 class Channel(Protocol):
@@ -42,7 +45,11 @@ class Channel(Protocol):
     ``send`` may be called from several dispatcher threads at once and must be safe for it.
     It reports every provider answer as a :class:`Delivery` rather than raising, so one bad
     message never stops the dispatcher; an exception means a bug. ``close`` releases
-    connections or files (idempotent)."""
+    connections or files (idempotent).
+
+    Optional attributes the dispatcher reads with defaults: ``concurrent`` (True for channels
+    that wait on a network: their sends run in a bounded pool, and each is recorded as soon
+    as it returns) and ``rate`` (``(per_second, burst)`` from the provider's configuration)."""
 
     name: str
 

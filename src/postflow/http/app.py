@@ -50,6 +50,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from postflow import events, loader
 from postflow.http.server import format_size
+from postflow.http.webhooks import WebhookSettings
+from postflow.http.webhooks import routes as provider_routes
 from postflow.store import database
 from postflow.store.sql import IngestResult, SqlStore, wall_us
 
@@ -354,9 +356,12 @@ def create_app(
     max_body: int = DEFAULT_MAX_BODY,
     api_token: str | None = None,
     on_ingest: Callable[[], None] | None = None,
+    webhooks: WebhookSettings | None = None,
 ) -> Starlette:
     """The API over ``store``. ``api_token`` (``POSTFLOW_API_TOKEN``) turns on bearer auth;
-    ``on_ingest`` is called after events were stored (the daemon wakes its sweep)."""
+    ``on_ingest`` is called after events were stored (the daemon wakes its sweep);
+    ``webhooks`` holds the providers' secrets (default: none set, so Twilio callbacks get
+    503 and SendGrid's are taken unsigned)."""
 
     async def post_events(request: Request) -> Response:
         body = await read_body(request, max_body)
@@ -398,6 +403,14 @@ def create_app(
         Route("/customers/{customer_id:path}", _guarded(customer), methods=["GET"]),
         Route("/openapi.json", _guarded(openapi), methods=["GET"]),
     ]
+    callbacks = provider_routes(
+        store,
+        webhooks or WebhookSettings(),
+        read_body=lambda request: read_body(request, max_body),
+        respond=JSONBody,
+        on_ingest=on_ingest,
+    )
+    routes += [Route(path, _guarded(endpoint), methods=["POST"]) for path, endpoint in callbacks]
     app = Starlette(
         routes=routes,
         exception_handlers={HTTPException: _http_error, Exception: _internal_error},

@@ -142,6 +142,7 @@ class Daemon:
     def _start_http(self) -> bool:
         from postflow.http.app import create_app
         from postflow.http.server import HttpServer, HttpServerError, http_options, parse_listen
+        from postflow.http.webhooks import WebhookSettings
 
         try:
             host, port = parse_listen(self.http or "")
@@ -154,6 +155,7 @@ class Daemon:
             max_body=options["max_body"],
             api_token=options.get("api_token"),
             on_ingest=self.wake,
+            webhooks=WebhookSettings.load(self.settings),
         )
         self.server = HttpServer(app, host, port)
         try:

@@ -6,18 +6,32 @@ attempt separately, on the outbox row. A transient failure is retried after ``ba
 ``Retry-After``; after ``max_attempts`` the message fails with ``provider_error``. A refusal
 that cannot succeed fails at once. Compliance (consent, suppression, caps, quiet hours) is
 journey semantics and never happens here.
+
+Two kinds of channel (docs/runtime.md, "Dispatch"):
+
+- local ones (console, file) run inline and their deliveries are recorded in small groups;
+- network ones (SendGrid, Twilio, webhooks) each get a lane: a pool of ``concurrency``
+  threads behind the provider's token bucket, and every acceptance is committed the moment
+  the provider returns it. The duplicate window after a crash is then the messages in
+  flight, at most ``concurrency`` per provider. A lane that keeps failing transiently (an
+  outage) stops calling its provider for the rest of the drain and defers what it holds, so
+  one provider down costs seconds, not a timeout per queued message.
 """
 
 from __future__ import annotations
 
 import logging
 import random
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
 
 from postflow.channels.base import Channel, Delivery
+from postflow.effects import OutboundMessage
+from postflow.runtime.ratelimit import TokenBucket
 from postflow.store.outbox import Outbox, Queued
 from postflow.store.sql import wall_us
 
@@ -26,6 +40,11 @@ log = logging.getLogger("postflow.dispatch")
 US = 1_000_000
 FLUSH_COUNT = 100
 FLUSH_SECONDS = 0.1
+OUTAGE_STREAK = 4
+"""Consecutive transient failures (per concurrent slot) after which a lane is taken out of
+the current drain."""
+
+Suppressor = Callable[[OutboundMessage, str], None]
 
 
 @dataclass(frozen=True)
@@ -50,6 +69,41 @@ class DispatchStats:
     sent: int = 0
     retried: int = 0
     failed: int = 0
+    deferred: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def add(self, name: str) -> None:
+        with self._lock:
+            setattr(self, name, getattr(self, name) + 1)
+
+
+class Lane:
+    """One network channel's pool, token bucket and outage streak."""
+
+    def __init__(self, channel: Channel, concurrency: int) -> None:
+        self.channel = channel
+        self.concurrency = concurrency
+        self.pool = ThreadPoolExecutor(concurrency, thread_name_prefix=f"send-{channel.name}")
+        rate = getattr(channel, "rate", None)
+        self.bucket = TokenBucket(rate[0], rate[1]) if rate else None
+        self.streak = 0
+        self.down = False
+        self.lock = threading.Lock()
+
+    def outcome(self, delivery: Delivery) -> None:
+        """Count transient failures in a row; any other answer means the provider is up."""
+        with self.lock:
+            if delivery.status == "retry":
+                self.streak += 1
+                if self.streak >= OUTAGE_STREAK * self.concurrency and not self.down:
+                    self.down = True
+                    log.warning(
+                        "%s keeps failing (%s): deferring its messages until the next pass",
+                        self.channel.name,
+                        delivery.error,
+                    )
+            else:
+                self.streak = 0
 
 
 class Dispatcher:
@@ -62,6 +116,8 @@ class Dispatcher:
         policy: RetryPolicy | None = None,
         batch: int = 500,
         lease_us: int = 60 * US,
+        concurrency: int = 4,
+        suppress: Suppressor | None = None,
         rand: Callable[[], float] = random.random,
     ) -> None:
         self.outbox = outbox
@@ -70,78 +126,162 @@ class Dispatcher:
         self.policy = policy or RetryPolicy()
         self.batch = batch
         self.lease_us = lease_us
+        self.suppress = suppress
         self.rand = rand
+        self._lanes: dict[int, Lane] = {
+            id(c): Lane(c, concurrency)
+            for c in channels.values()
+            if getattr(c, "concurrent", False)
+        }
         self._done: list[tuple[str, str, str | None]] = []
         self._first: float | None = None
+        self._open: set[str] = set()
+        self._lock = threading.Lock()
+        self._renewed = time.monotonic()
+
+    def close(self) -> None:
+        """Stop the lanes' threads (after the sends in flight return)."""
+        for lane in self._lanes.values():
+            lane.pool.shutdown(wait=True)
 
     def drain(self, *, should_stop: Callable[[], bool] = lambda: False) -> DispatchStats:
         """Deliver every message due now, batch after batch. The lease on a claimed batch is
         renewed as sending goes on, and a message whose lease was lost (another worker may
-        have it) is never sent; a stop request gives the unsent rest back. Deliveries are
-        recorded in small groups (:data:`FLUSH_COUNT` messages or :data:`FLUSH_SECONDS`,
-        whichever comes first): the duplicate window after a crash is that group."""
+        have it) is never sent; a stop request gives the unsent rest back."""
         total = DispatchStats()
+        for lane in self._lanes.values():
+            lane.streak, lane.down = 0, False
         while not should_stop():
             claimed = self.outbox.claim(self.owner, self.batch, self.lease_us)
             if not claimed:
                 break
-            pending = deque(claimed)
-            renewed = time.monotonic()
+            with self._lock:
+                self._open = {q.message.message_id for q in claimed}
+            self._renewed = time.monotonic()
             try:
-                while pending:
-                    if should_stop():
-                        self.flush()
-                        self.outbox.release(self.owner, [q.message.message_id for q in pending])
-                        return total
-                    if time.monotonic() - renewed > self.lease_us / US / 3:
-                        self.flush()
-                        ids = [q.message.message_id for q in pending]
-                        held = self.outbox.renew(self.owner, ids, self.lease_us)
-                        pending = deque(q for q in pending if q.message.message_id in held)
-                        renewed = time.monotonic()
-                        continue
-                    self.deliver(pending.popleft(), total)
+                futures = [
+                    self._lanes[id(ch)].pool.submit(
+                        self._pooled, q, self._lanes[id(ch)], total, should_stop
+                    )
+                    for q in claimed
+                    if (ch := self.channels.get(q.message.channel)) is not None
+                    and id(ch) in self._lanes
+                ]
+                inline = deque(q for q in claimed if not self._is_pooled(q))
+                while inline and not should_stop():
+                    self._renew_if_due()
+                    item = inline.popleft()
+                    if self._holds(item.message.message_id):
+                        self._inline(item, total)
+                self.flush()
+                self._wait(futures)
             finally:
                 self.flush()
+                with self._lock:
+                    unsent, self._open = list(self._open), set()
+                if unsent:
+                    self.outbox.release(self.owner, unsent)
         return total
 
+    def _is_pooled(self, item: Queued) -> bool:
+        channel = self.channels.get(item.message.channel)
+        return channel is not None and id(channel) in self._lanes
+
+    def _wait(self, futures: list[Future[None]]) -> None:
+        pending = set(futures)
+        while pending:
+            _, pending = wait(pending, timeout=self.lease_us / US / 3, return_when=FIRST_COMPLETED)
+            self._renew_if_due()
+
+    def _renew_if_due(self) -> None:
+        if time.monotonic() - self._renewed <= self.lease_us / US / 3:
+            return
+        self.flush()
+        with self._lock:
+            ids = list(self._open)
+        held = self.outbox.renew(self.owner, ids, self.lease_us) if ids else set()
+        with self._lock:
+            self._open &= held
+        self._renewed = time.monotonic()
+
+    def _holds(self, message_id: str) -> bool:
+        with self._lock:
+            return message_id in self._open
+
+    def _finish(self, message_id: str) -> None:
+        with self._lock:
+            self._open.discard(message_id)
+
     def flush(self) -> None:
-        """Record the deliveries not yet recorded."""
+        """Record the inline deliveries not yet recorded."""
         done, self._done = self._done, []
         self._first = None
         for mid in self.outbox.sent(self.owner, done):
             log.warning("message %s was sent after its lease ran out", mid)
 
-    def _sent(self, message_id: str, provider: str, provider_id: str | None) -> None:
-        self._done.append((message_id, provider, provider_id))
-        now = time.monotonic()
-        if self._first is None:
-            self._first = now
-        if len(self._done) >= FLUSH_COUNT or now - self._first >= FLUSH_SECONDS:
-            self.flush()
+    def _inline(self, item: Queued, stats: DispatchStats) -> None:
+        delivery = self._send(item.message)
+        self._finish(item.message.message_id)
+        if delivery is None:
+            stats.add("failed")
+            return
+        if delivery.status == "sent":
+            self._done.append((item.message.message_id, delivery.provider, delivery.provider_id))
+            stats.add("sent")
+            now = time.monotonic()
+            if self._first is None:
+                self._first = now
+            if len(self._done) >= FLUSH_COUNT or now - self._first >= FLUSH_SECONDS:
+                self.flush()
+        else:
+            self._record_failure(item, delivery, stats)
 
-    def deliver(self, item: Queued, stats: DispatchStats) -> None:
-        message = item.message
+    def _pooled(
+        self, item: Queued, lane: Lane, stats: DispatchStats, should_stop: Callable[[], bool]
+    ) -> None:
+        """One network send, recorded at once (runs in the lane's pool)."""
+        mid = item.message.message_id
+        if should_stop() or not self._holds(mid):
+            return  # given back (or lost) with the rest of the batch
+        if lane.down:
+            self._finish(mid)
+            self.outbox.defer(self.owner, mid, wall_us() + self.policy.backoff_us)
+            stats.add("deferred")
+            return
+        if lane.bucket is not None and not lane.bucket.acquire(should_stop):
+            return
+        if not self._holds(mid):
+            return
+        delivery = self._send(item.message)
+        self._finish(mid)
+        if delivery is None:
+            return
+        lane.outcome(delivery)
+        if delivery.status == "sent":
+            for lost in self.outbox.sent(
+                self.owner, [(mid, delivery.provider, delivery.provider_id)]
+            ):
+                log.warning("message %s was sent after its lease ran out", lost)
+            stats.add("sent")
+        else:
+            self._record_failure(item, delivery, stats)
+
+    def _send(self, message: OutboundMessage) -> Delivery | None:
         channel = self.channels.get(message.channel)
         if channel is None:
-            self.outbox.failed(
-                self.owner,
-                message.message_id,
-                "none",
-                f"no channel configured for {message.channel}",
-            )
-            stats.failed += 1
-            return
+            error = f"no channel configured for {message.channel}"
+            self.outbox.failed(self.owner, message.message_id, "none", error)
+            return None
         try:
-            delivery = channel.send(message)
+            return channel.send(message)
         except Exception as exc:  # a channel bug must not stop the dispatcher
             log.exception("channel %s raised on %s", message.channel, message.message_id)
-            delivery = Delivery("retry", getattr(channel, "name", "?"), error=f"{exc!r}")
+            return Delivery("retry", getattr(channel, "name", "?"), error=f"{exc!r}")
+
+    def _record_failure(self, item: Queued, delivery: Delivery, stats: DispatchStats) -> None:
+        message = item.message
         attempt = item.attempts + 1
-        if delivery.status == "sent":
-            self._sent(message.message_id, delivery.provider, delivery.provider_id)
-            stats.sent += 1
-        elif delivery.status == "retry" and attempt < self.policy.max_attempts:
+        if delivery.status == "retry" and attempt < self.policy.max_attempts:
             delay = self.policy.delay_us(attempt, delivery.retry_after, self.rand())
             self.outbox.retry(
                 self.owner,
@@ -150,13 +290,14 @@ class Dispatcher:
                 delivery.error or "transient failure",
                 wall_us() + delay,
             )
-            stats.retried += 1
-        else:
-            self.outbox.failed(
-                self.owner,
-                message.message_id,
-                delivery.provider,
-                delivery.error or "delivery failed",
-            )
-            log.warning("message %s failed: %s", message.message_id, delivery.error)
-            stats.failed += 1
+            stats.add("retried")
+            return
+        error = delivery.error or "delivery failed"
+        self.outbox.failed(self.owner, message.message_id, delivery.provider, error)
+        log.warning("message %s failed: %s", message.message_id, error)
+        stats.add("failed")
+        if delivery.suppress and self.suppress is not None:
+            try:
+                self.suppress(message, delivery.suppress)
+            except Exception:
+                log.exception("could not suppress %s after %s", message.to, error)

@@ -19,14 +19,15 @@ from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
-from postflow import config, durations, engine, project
+from postflow import config, durations, engine, events, project
 from postflow.channels.base import Channel
+from postflow.effects import OutboundMessage
 from postflow.machine import Machine
 from postflow.runtime.dispatcher import Dispatcher, DispatchStats, RetryPolicy
 from postflow.runtime.sweep import Sweeper, SweepStats
 from postflow.store.batches import Batches
 from postflow.store.outbox import Outbox
-from postflow.store.sql import SqlStore
+from postflow.store.sql import SqlStore, wall_us
 
 log = logging.getLogger("postflow.runtime")
 
@@ -121,6 +122,8 @@ class Runtime:
             self.owner,
             policy=retry_policy(settings),
             lease_us=self.worker.lease_us,
+            concurrency=int((settings.raw.get("dispatch") or {}).get("concurrency", 4)),
+            suppress=self.suppress,
         )
         self._deployed = False
 
@@ -164,6 +167,24 @@ class Runtime:
             self.batches.release_lease("cron", self.owner)
         return swept, self.dispatch()
 
+    def suppress(self, message: OutboundMessage, reason: str) -> None:
+        """A provider refused an address for good (Twilio 21610: the number replied STOP):
+        raise ``address_suppressed`` as if it had been ingested, so every journey and
+        ``history`` sees it. Its id is the message's, so a retried report adds nothing."""
+        event = events.parse_event(
+            {
+                "id": f"postflow:suppress:{message.message_id}",
+                "type": "address_suppressed",
+                "customer_id": message.customer_id,
+                "at": durations.format_instant(wall_us()),
+                "data": {"address": message.to, "reason": reason},
+            }
+        )
+        self.store.ingest([event])
+        log.warning("suppressed %s (%s) after the provider refused it", message.to, reason)
+
     def close(self) -> None:
-        """Give back the leases this worker holds (a daemon stopping cleanly)."""
+        """Give back the leases this worker holds (a daemon stopping cleanly) and stop the
+        dispatcher's send threads."""
         self.batches.release_lease("cron", self.owner)
+        self.dispatcher.close()

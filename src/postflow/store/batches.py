@@ -419,6 +419,7 @@ class Batches:
                 "step": m.step,
                 "channel": m.channel,
                 "at": m.at,
+                "to_address": m.to,
                 "payload": message_payload(m),
                 "status": "queued",
                 "attempts": 0,

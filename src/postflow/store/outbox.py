@@ -10,7 +10,9 @@ row is sent again after its lease expires (docs/runtime.md).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 import sqlalchemy as sa
@@ -20,6 +22,18 @@ from postflow.simulate import FIELD_ORDER
 from postflow.store import schema as t
 from postflow.store.batches import message_from_payload
 from postflow.store.sql import SqlStore, chunks, held_by, wall_us
+
+
+@dataclass(frozen=True)
+class SentRef:
+    """A message as provider callbacks need it: whose it was and where it went."""
+
+    message_id: str
+    customer_id: str
+    journey: str
+    step: str
+    to: str | None
+    provider_id: str | None
 
 
 @dataclass(frozen=True)
@@ -130,6 +144,18 @@ class Outbox:
                 )
             )
 
+    def defer(self, owner: str, message_id: str, at: int) -> None:
+        """Put a claimed message back for later without counting an attempt: its provider
+        is down and it was not tried (the dispatcher's outage guard)."""
+        o = t.outbox
+        with self.engine.begin() as conn:
+            conn.execute(
+                o.update()
+                .where(o.c.message_id == message_id)
+                .where(o.c.lease_owner == owner)
+                .values(next_attempt_at=at, lease_owner=None, lease_until=None)
+            )
+
     def failed(self, owner: str, message_id: str, provider: str, error: str) -> None:
         """A delivery that cannot succeed: the outbox row and the message's record both say
         ``failed``/``provider_error`` (contract section 3: retries do not change the record,
@@ -161,6 +187,66 @@ class Outbox:
                 ordered = {k: rec[k] for k in FIELD_ORDER if k in rec}
                 ordered.update({k: v for k, v in rec.items() if k not in ordered})
                 conn.execute(r.update().where(r.c.id == rid).values(body=orjson.dumps(ordered)))
+
+    def refs(self, message_ids: Sequence[str]) -> dict[str, SentRef]:
+        """What the outbox knows of these messages (the ids providers echo back)."""
+        return self._refs(t.outbox.c.message_id, message_ids)
+
+    def by_provider_id(self, provider_ids: Sequence[str]) -> dict[str, SentRef]:
+        """Provider id (a Twilio SID, a SendGrid X-Message-Id) -> the message."""
+        found = self._refs(t.outbox.c.provider_id, provider_ids)
+        return {ref.provider_id or "": ref for ref in found.values()}
+
+    def _refs(self, key: sa.Column[Any], values: Sequence[str]) -> dict[str, SentRef]:
+        o = t.outbox
+        out: dict[str, SentRef] = {}
+        with self.engine.connect() as conn:
+            for part in chunks(sorted(set(values))):
+                for row in conn.execute(
+                    sa.select(
+                        o.c.message_id,
+                        o.c.customer_id,
+                        o.c.journey,
+                        o.c.step,
+                        o.c.to_address,
+                        o.c.provider_id,
+                    ).where(key.in_(part))
+                ):
+                    out[row.message_id] = SentRef(*row)
+        return out
+
+    def owners(self, addresses: Sequence[str]) -> dict[str, str]:
+        """Address -> the customer we last wrote to there: whom an inbound SMS, or a
+        suppression that names only an address, is filed under."""
+        o = t.outbox
+        out: dict[str, str] = {}
+        with self.engine.connect() as conn:
+            for address in sorted(set(addresses)):
+                cid = conn.execute(
+                    sa.select(o.c.customer_id)
+                    .where(o.c.to_address == address)
+                    .order_by(o.c.created_at.desc(), o.c.message_id.desc())
+                    .limit(1)
+                ).scalar()
+                if cid is not None:
+                    out[address] = cid
+        return out
+
+    def track(self, updates: Sequence[tuple[str, str, int]]) -> int:
+        """Record providers' delivery reports ``(message_id, status, at_us)``; a report
+        older than the one stored is ignored (callbacks arrive out of order). Returns how
+        many rows changed."""
+        o = t.outbox
+        changed = 0
+        with self.engine.begin() as conn:
+            for mid, status, at in updates:
+                changed += conn.execute(
+                    o.update()
+                    .where(o.c.message_id == mid)
+                    .where(sa.or_(o.c.delivery_at.is_(None), o.c.delivery_at <= at))
+                    .values(delivery_status=status, delivery_at=at)
+                ).rowcount
+        return changed
 
     def pending(self) -> int:
         o = t.outbox

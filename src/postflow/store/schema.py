@@ -173,7 +173,12 @@ outbox = Table(
     Column("error", Text, nullable=True),
     Column("created_at", BigInteger, nullable=False),
     Column("sent_at", BigInteger, nullable=True),
+    Column("to_address", Text, nullable=True),
+    Column("delivery_status", Text, nullable=True),
+    Column("delivery_at", BigInteger, nullable=True),
 )
+Index("ix_outbox_provider_id", outbox.c.provider_id)
+Index("ix_outbox_to_address", outbox.c.to_address, outbox.c.created_at)
 Index(
     "ix_outbox_pending",
     outbox.c.next_attempt_at,
