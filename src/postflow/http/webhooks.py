@@ -23,6 +23,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import sqlalchemy as sa
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
@@ -33,6 +34,7 @@ from postflow.config import Settings
 from postflow.durations import format_instant
 from postflow.http import provider_events as pe
 from postflow.http import signatures
+from postflow.store import database
 from postflow.store.outbox import Outbox
 from postflow.store.sql import SqlStore, wall_us
 
@@ -44,6 +46,9 @@ TWILIO_SIGNATURE = "X-Twilio-Signature"
 DELIVERY_EVENTS = frozenset({"processed", "deferred", "delivered", "bounce", "dropped"})
 """SendGrid events that say where a mail is (kept as the outbox row's delivery status)."""
 TWILIO_REFUSED = 21610
+_RANK = {"queued": 0, "accepted": 0, "scheduled": 0, "sending": 1, "sent": 2}
+"""Twilio's statuses in the order they happen; anything later (delivered, undelivered,
+failed, read) ranks 3, so a late ``sent`` callback never replaces ``delivered``."""
 
 
 @dataclass(frozen=True)
@@ -138,7 +143,8 @@ class Callbacks:
         if ref is None:
             log.info("Twilio status for unknown message %s ignored", update.provider_id)
             return
-        self.outbox.track([(ref.message_id, update.status, now)])
+        if _RANK.get(update.status, 3) >= _RANK.get(ref.delivery_status or "queued", 3):
+            self.outbox.track([(ref.message_id, update.status, now)])
         if update.error_code == TWILIO_REFUSED and ref.to:
             data = {"address": ref.to, "reason": "stop"}
             event = {
@@ -228,6 +234,8 @@ def routes(
             )
         except Refusal as exc:
             return respond(_error(exc), exc.status)
+        except (sa.exc.SQLAlchemyError, database.DatabaseError) as exc:
+            return _unavailable(exc, store, respond)
         return respond(answer, 200)
 
     async def twilio(request: Request) -> Response:
@@ -243,6 +251,8 @@ def routes(
             )
         except Refusal as exc:
             return respond(_error(exc), exc.status)
+        except (sa.exc.SQLAlchemyError, database.DatabaseError) as exc:
+            return _unavailable(exc, store, respond)
         return Response(xml, 200, media_type="application/xml")
 
     return [
@@ -250,6 +260,21 @@ def routes(
         ("/webhooks/twilio/status", twilio),
         ("/webhooks/twilio/inbound", twilio),
     ]
+
+
+def _unavailable(
+    exc: BaseException, store: SqlStore, respond: Callable[[Any, int], Response]
+) -> Response:
+    """A database error: 503 with Retry-After (the provider retries; events de-duplicate
+    by id), logged in one line like POST /events does."""
+    if isinstance(exc, database.DatabaseError):
+        message = str(exc)
+    else:
+        message = database.explain(exc, store.url)
+    log.warning("provider callback: nothing stored: %s", message)
+    response = respond({"error": message}, 503)
+    response.headers["Retry-After"] = "1"
+    return response
 
 
 def _error(exc: Refusal) -> dict[str, Any]:

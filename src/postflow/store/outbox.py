@@ -34,6 +34,7 @@ class SentRef:
     step: str
     to: str | None
     provider_id: str | None
+    delivery_status: str | None = None
 
 
 @dataclass(frozen=True)
@@ -210,6 +211,7 @@ class Outbox:
                         o.c.step,
                         o.c.to_address,
                         o.c.provider_id,
+                        o.c.delivery_status,
                     ).where(key.in_(part))
                 ):
                     out[row.message_id] = SentRef(*row)
