@@ -164,7 +164,7 @@ def sendgrid_addresses(items: list[Any], refs: Mapping[str, SentRef] | None = No
     return list(dict.fromkeys(found))
 
 
-def _instant(value: Any, now_us: int) -> int:
+def instant(value: Any, now_us: int) -> int:
     """``timestamp`` (unix seconds: int, float or numeric string) in microseconds; anything
     unusable (missing, bool, NaN, out of the printable years) is the time of receipt."""
     if isinstance(value, bool) or not isinstance(value, int | float | str):
@@ -216,7 +216,7 @@ def map_sendgrid(
         message_id = _message_id(item)
         ref = refs.get(message_id) if message_id is not None else None
         key = _event_key(item)
-        at = _instant(item.get("timestamp"), now_us)
+        at = instant(item.get("timestamp"), now_us)
         produced = False
         if ref is not None and name in SENDGRID_ENGAGEMENT:
             data: dict[str, Any] = {

@@ -207,7 +207,7 @@ def _sendgrid_reports(
             continue
         mid = item.get(pe.MESSAGE_ID_ARG)
         if isinstance(mid, str) and mid in refs:
-            reports.append((mid, str(item["event"]), pe._instant(item.get("timestamp"), now)))
+            reports.append((mid, str(item["event"]), pe.instant(item.get("timestamp"), now)))
     return reports
 
 
