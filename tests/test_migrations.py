@@ -315,3 +315,37 @@ def test_env_connects_from_the_url_without_a_connection(tmp_path: Path) -> None:
         migrate.check(engine)
     finally:
         engine.dispose()
+
+
+def test_0002_keeps_the_outbox_of_a_0001_database(engine: sa.Engine) -> None:
+    """A database written by the previous release upgrades in place: queued messages stay
+    queued (the new columns start empty) and the new indexes exist."""
+    config = Config()
+    config.set_main_option("script_location", str(migrate.MIGRATIONS))
+    config.set_main_option("path_separator", "os")
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "0001")
+    row = {
+        "message_id": "j:c_1:1:m1",
+        "customer_id": "c_1",
+        "journey": "j",
+        "step": "s",
+        "channel": "email",
+        "at": 1,
+        "payload": b"{}",
+        "status": "queued",
+        "attempts": 2,
+        "next_attempt_at": 5,
+        "created_at": 1,
+    }
+    with engine.begin() as conn:
+        conn.execute(sa.table("outbox", *map(sa.column, row)).insert(), [row])
+    assert migrate.current_revision(engine) == "0001"
+    assert migrate.upgrade(engine) == migrate.HEAD
+    with engine.connect() as conn:
+        kept = conn.execute(sa.select(schema.outbox)).one()
+    assert (kept.message_id, kept.status, kept.attempts) == ("j:c_1:1:m1", "queued", 2)
+    assert (kept.to_address, kept.delivery_status, kept.delivery_at) == (None, None, None)
+    indexes = {i["name"] for i in sa.inspect(engine).get_indexes("outbox")}
+    assert {"ix_outbox_provider_id", "ix_outbox_to_address"} <= indexes
