@@ -224,6 +224,11 @@ class FakeServer:
         with self._lock:
             self._script.extend(answers)
 
+    def clear_script(self) -> None:
+        """Drop the queued answers: from now on every send is answered Ok (a recovery)."""
+        with self._lock:
+            self._script.clear()
+
     def _next_answer(self) -> Answer:
         with self._lock:
             return self._script.popleft() if self._script else Ok()

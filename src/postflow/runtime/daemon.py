@@ -105,11 +105,12 @@ class Daemon:
         self.runtime.prepare(self.clock.now())
         self.scheduler = self._schedule()
         log.info(
-            "postflow daemon %s started: %d journey(s), database %s%s",
+            "postflow daemon %s started: %d journey(s), database %s%s, channels %s",
             self.runtime.owner,
             len(machines),
             self.store.url.split("@")[-1],
             f", HTTP on {self.http}" if self.http else "",
+            ", ".join(f"{kind} → {ch.name}" for kind, ch in self.channels.items()),
         )
         try:
             while not self.stopping.wait(0.2):
