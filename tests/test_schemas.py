@@ -151,7 +151,8 @@ def test_journey_schema_has_every_contract_key() -> None:
     schema = load_schema("journey")
     defs = schema["$defs"]
     assert list(schema["properties"]) == [
-        *("id", "name", "description", "trigger", "entry", "exit", "goal", "settings", "steps")
+        *("id", "name", "description", "trigger", "entry", "exit", "goal", "tags", "settings"),
+        "steps",
     ]
     assert schema["required"] == ["id", "trigger", "steps"]
     event, cron = defs["trigger"]["oneOf"]
@@ -163,8 +164,10 @@ def test_journey_schema_has_every_contract_key() -> None:
     assert list(defs["step"]["properties"]) == ["id", "next", *kinds, "goto"]
     assert set(defs["wait_for"]["properties"]) == {"event", "timeout", "on_timeout", "if"}
     email = {"subject", "template", "body", "sendgrid_template_id", "to", "data", "transactional"}
-    assert set(defs["email"]["properties"]) == email
-    assert set(defs["sms"]["properties"]) == {"body", "template", "to", "transactional"}
+    assert set(defs["email"]["properties"]) == {*email, "frequency_cap"}  # + §9
+    assert set(defs["sms"]["properties"]) == {
+        *("body", "template", "to", "transactional", "frequency_cap")
+    }
     assert set(defs["webhook"]["properties"]) == {"url", "method", "json", "headers"}
     for kind in [*kinds, "goto"]:
         assert defs["step"]["properties"][kind].get("description") or defs[kind]["description"]
@@ -605,7 +608,7 @@ def test_problems_are_sorted_and_one_per_node() -> None:
             3,
             1,
             "unknown key 'foo' (allowed: id, name, description, trigger, entry, exit, goal, "
-            "settings, steps)",
+            "tags, settings, steps)",
         ),
         (4, 18, "'event' must name an event type, like order_placed"),
     ]

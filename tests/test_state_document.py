@@ -156,7 +156,14 @@ _json = st.recursive(
     ),
     trigger=st.dictionaries(st.sampled_from(["type", "data", "at"]), _json),
     wake=st.none() | st.integers(0, 2**62),
-    sent=st.lists(st.tuples(st.sampled_from(["email", "sms"]), st.integers(0, 2**62)), max_size=3),
+    sent=st.lists(
+        st.tuples(
+            st.sampled_from(["email", "sms"]),
+            st.integers(0, 2**62),
+            st.sampled_from([(), ("promo",), ("promo", "winback")]),
+        ),
+        max_size=3,
+    ),
 )
 def test_any_state_survives_the_document(
     profile: dict[str, Any], trigger: dict[str, Any], wake: int | None, sent: list[Any]

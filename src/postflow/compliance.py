@@ -15,6 +15,7 @@ from typing import Any
 import phonenumbers
 
 from postflow.events import SUPPRESSED, UNSUPPRESSED
+from postflow.state import Sent
 
 HARD_REASONS = frozenset({"bounce", "dropped", "spamreport", "stop", "manual"})
 """Suppression reasons that block every message to the address."""
@@ -78,14 +79,21 @@ def has_consent(channel: str, profile: Mapping[str, Any]) -> bool:
 
 
 def over_cap(
-    sent: Sequence[tuple[str, int]], channel: str, maximum: int, per: int, now: int
+    sent: Sequence[Sent],
+    channel: str,
+    maximum: int,
+    per: int,
+    now: int,
+    tag: str | None = None,
 ) -> bool:
     """Marketing messages decided ``sent`` on ``channel`` with ``at`` in ``(now - per, now]``
-    already reach ``maximum``."""
+    (and, with ``tag``, sent by a journey version carrying it) already reach ``maximum``."""
     floor = now - per
     used = 0
-    for c, at in sent:
-        if c == channel and floor < at <= now:
+    for entry in sent:
+        if entry[0] == channel and floor < entry[1] <= now:
+            if tag is not None and tag not in entry[2]:
+                continue
             used += 1
             if used >= maximum:
                 return True

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,6 +49,8 @@ class Settings:
     quiet_hours: QuietHours | None
     limits: Mapping[str, Limit]
     raw: Mapping[str, Any] = field(default_factory=dict)
+    tag_limits: Mapping[str, Mapping[str, Limit]] = field(default_factory=dict)
+    """tag -> channel -> limit (``limits.tags``)."""
 
 
 def find_config(explicit: str | os.PathLike[str] | None) -> Path | None:
@@ -149,11 +151,18 @@ def _resolve(
             problem(("quiet_hours",), str(exc))
 
     limits: dict[str, Limit] = {}
+    tag_limits: dict[str, dict[str, Limit]] = {}
     for channel, limit in (data.get("limits") or {}).items():
-        try:
-            limits[channel] = Limit(int(limit["max"]), durations.parse_duration(str(limit["per"])))
-        except durations.DurationError as exc:
-            problem(("limits", channel, "per"), str(exc))
+        if channel == "tags":
+            for tag, per_channel in (limit or {}).items():
+                for kind, tag_limit in (per_channel or {}).items():
+                    parsed = _limit(tag_limit, ("limits", "tags", tag, kind), problem)
+                    if parsed is not None:
+                        tag_limits.setdefault(tag, {})[kind] = parsed
+            continue
+        parsed = _limit(limit, ("limits", channel), problem)
+        if parsed is not None:
+            limits[channel] = parsed
 
     catalog: Mapping[str, Any] = {}
     if data.get("catalog"):
@@ -202,5 +211,16 @@ def _resolve(
         purchase_event=str(data.get("purchase_event", "order_placed")),
         quiet_hours=quiet,
         limits=limits,
+        tag_limits=tag_limits,
         raw=data,
     )
+
+
+def _limit(
+    value: Mapping[str, Any], where: tuple[str, ...], problem: Callable[..., None]
+) -> Limit | None:
+    try:
+        return Limit(int(value["max"]), durations.parse_duration(str(value["per"])))
+    except durations.DurationError as exc:
+        problem((*where, "per"), str(exc))
+        return None

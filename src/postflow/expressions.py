@@ -140,17 +140,83 @@ def _hours_since(context: Context, t: Any) -> float | None:
     return None if moment is None else (_now(context) - moment) / _HOUR
 
 
+_OFFSET = re.compile(r"([+-]?)(\d+)([dw])", re.ASCII)
+_NUMERIC_TEXT = re.compile(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*", re.ASCII)
+_EPOCH = date(1970, 1, 1)
+_MAX_ORDINAL = date.max.toordinal()
+
+
+@functools.lru_cache(maxsize=256)
+def _offset_days(text: str) -> int | None:
+    """Days in an ``is_anniversary`` offset (``-7d``, ``1w``, ``+3d``), or ``None`` if ``text``
+    is not one. Cached: journeys use a handful of literal offsets, evaluated per customer."""
+    match = _OFFSET.fullmatch(text)
+    if match is None or len(match[2]) > 8:  # 10**8 days is already past every date
+        return None
+    sign, count, unit = match.groups()
+    days = int(count) * (7 if unit == "w" else 1)
+    return -days if sign == "-" else days
+
+
+def _calendar_date(value: Any, zone: ZoneInfo) -> date | None:
+    """The calendar date ``is_anniversary`` compares, or ``None`` for anything that is not a
+    date (never an exception): see :func:`_is_anniversary` for the forms."""
+    if isinstance(value, bool):  # a bool is an int to Python, not a date to an author
+        return None
+    try:
+        if isinstance(value, int | float):  # epoch seconds: the UTC date of that instant
+            return _EPOCH + timedelta(seconds=value)
+        if isinstance(value, str):
+            if _NUMERIC_TEXT.fullmatch(value):  # "631152000", "19900512": ambiguous, not dates
+                return None
+            value = datetime.fromisoformat(value.strip())
+        if isinstance(value, datetime):
+            if value.utcoffset() is None:
+                return value.date()  # naive: already the customer's local time
+            return value.astimezone(zone).date()
+        if isinstance(value, date):
+            return value
+    except (ValueError, OverflowError, OSError):  # bad ISO text, NaN, out-of-range instants
+        return None
+    return None
+
+
 @pass_context
-def _is_anniversary(context: Context, value: Any) -> bool:
-    zone = _helpers(context).zone
-    moment = _moment(value, zone)
-    if moment is None:
+def _is_anniversary(context: Context, value: Any, offset: Any = "0d") -> bool:
+    """``is_anniversary(date, offset="0d")`` (contract §9 "Dates"): true when the customer's
+    local date today, moved back by ``offset``, has the month and day of ``date``; a 29 February
+    ``date`` counts on 28 February when the moved date's year is not a leap year.
+
+    ``offset`` is a string of an optionally signed whole number of days or weeks (``-7d`` is
+    "a week before": today + 7 days is the anniversary; ``1w``, ``+3d``). ``date`` is a
+    :class:`~datetime.date`, a datetime (aware: its date in the customer's zone; naive: read as
+    the customer's local time), an ISO-8601 string of either, or Unix epoch seconds as an int
+    or float (an instant whose *UTC* date is the date, so a birthday stored as midnight UTC
+    keeps its day in every zone).
+
+    Total, because it runs per customer on every audience tick: anything else is false, never
+    an error -- ``none``, undefined, junk text, lists, booleans (not numbers here), and numeric
+    *strings* such as ``"631152000"`` or ``"19900512"`` (epoch seconds or a basic-format ISO
+    date? ambiguous, so neither), and so is a malformed offset (``"1h"``, ``"7"``, a number,
+    ``none``). Literal offsets may be checked up front by ``validate``; this stays total anyway.
+    """
+    if not isinstance(offset, str):
         return False
-    local, today = moment.astimezone(zone), _now(context).astimezone(zone)
-    month_day = (local.month, local.day)
-    if month_day == (2, 29) and not calendar.isleap(today.year):
-        month_day = (2, 28)  # a leap-day birthday is celebrated on Feb 28 in other years
-    return month_day == (today.month, today.day)
+    days = _offset_days(offset)
+    if days is None:
+        return False
+    zone = _helpers(context).zone
+    when = _calendar_date(value, zone)
+    if when is None:
+        return False
+    ordinal = _now(context).astimezone(zone).date().toordinal() - days
+    if not 1 <= ordinal <= _MAX_ORDINAL:
+        return False
+    moved = date.fromordinal(ordinal)
+    month_day = (when.month, when.day)
+    if month_day == (2, 29) and not calendar.isleap(moved.year):
+        month_day = (2, 28)  # a leap-day date is celebrated on Feb 28 in other years
+    return month_day == (moved.month, moved.day)
 
 
 @pass_context

@@ -48,7 +48,7 @@ MESSAGE_KINDS = ("email", "sms")
 # The keys this compiler reads, place by place. A test checks that they are exactly the keys
 # the bundled JSON Schema allows, so schema and compiler can never drift apart.
 JOURNEY_KEYS = frozenset(
-    {"id", "name", "description", "trigger", "entry", "exit", "goal", "settings", "steps"}
+    {"id", "name", "description", "trigger", "entry", "exit", "goal", "settings", "steps", "tags"}
 )
 TRIGGER_KEYS = frozenset({"event", "if", "schedule", "timezone", "audience"})
 ENTRY_KEYS = frozenset({"key", "reentry", "cooldown"})
@@ -62,9 +62,12 @@ WAIT_FOR_KEYS = frozenset({"event", "timeout", "on_timeout", "if"})
 BRANCH_KEYS = frozenset({"if", "goto"})
 SPLIT_KEYS = frozenset({"weight", "goto", "name"})
 EMAIL_KEYS = frozenset(
-    {"subject", "template", "body", "sendgrid_template_id", "to", "data", "transactional"}
+    {
+        *("subject", "template", "body", "sendgrid_template_id", "to", "data"),
+        *("transactional", "frequency_cap"),
+    }
 )
-SMS_KEYS = frozenset({"body", "template", "to", "transactional"})
+SMS_KEYS = frozenset({"body", "template", "to", "transactional", "frequency_cap"})
 WEBHOOK_KEYS = frozenset({"url", "method", "json", "headers"})
 EMIT_KEYS = frozenset({"event", "data"})
 
@@ -135,6 +138,8 @@ class Step:
     to: expressions.Template | None = None
     data: Any = None  # compiled template tree (email.data, emit data values are Values)
     transactional: bool = False
+    frequency_cap: bool = True  # False: skips every cap check (still counted)
+    tags: tuple[str, ...] = ()  # the journey's tags, for caps by tag
     # webhook
     url: expressions.Template | None = None
     method: str = "POST"
@@ -164,6 +169,7 @@ class Machine:
     steps: Mapping[str, Step]
     first: str
     order: tuple[str, ...] = field(default=())
+    tags: tuple[str, ...] = ()
     # What the version hash covers, kept so the daemon can store this exact version in its
     # database and compile it again after the file changed (instances stay pinned to it).
     data: Any = field(default=None, compare=False, repr=False)
@@ -186,6 +192,7 @@ class Compiler:
         self.templates_dir = templates_dir
         self.problems: list[Problem] = []
         self.template_files: dict[str, str] = {}
+        self.tags: tuple[str, ...] = ()
 
     # -- helpers -------------------------------------------------------------------------
     def error(self, path: tuple[str | int, ...], message: str, *, at_key: bool = False) -> None:
@@ -383,6 +390,7 @@ class Compiler:
         settings = data.get("settings") or {}
         if "quiet_hours" in settings:
             quiet = self.quiet_hours(("settings", "quiet_hours"), settings["quiet_hours"])
+        self.tags = tuple(str(tag) for tag in data.get("tags") or ())
         order = tuple(step["id"] for step in data["steps"])
         steps: dict[str, Step] = {}
         for index, step in enumerate(data["steps"]):
@@ -409,6 +417,7 @@ class Compiler:
             steps=steps,
             first=order[0],
             order=order,
+            tags=self.tags,
             data=data,
             templates=tuple(sorted(self.template_files.items())),
         )
@@ -513,6 +522,8 @@ class Compiler:
                 to=self.template((*here, "to"), body.get("to")),
                 data=self.template_tree((*here, "data"), body["data"]) if "data" in body else None,
                 transactional=bool(body.get("transactional", False)),
+                frequency_cap=bool(body.get("frequency_cap", True)),
+                tags=self.tags,
             )
         if kind == "sms":
             if "template" in body:
@@ -526,6 +537,8 @@ class Compiler:
                 text=text,
                 to=self.template((*here, "to"), body.get("to")),
                 transactional=bool(body.get("transactional", False)),
+                frequency_cap=bool(body.get("frequency_cap", True)),
+                tags=self.tags,
             )
         if kind == "webhook":
             return Step(

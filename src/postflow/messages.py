@@ -87,12 +87,24 @@ def gate(
     if marketing:
         if not compliance.has_consent(channel, profile):
             return to, "no_consent", None
-        limit = run.settings.limits.get(channel)
-        if limit is not None and compliance.over_cap(
-            run.state.sent, channel, limit.max, limit.per, run.now
-        ):
+        if step.frequency_cap and _capped(run, channel, step.tags):
             return to, "frequency_cap", None
     return to, None, None
+
+
+def _capped(run: Transition, channel: str, tags: tuple[str, ...]) -> bool:
+    """The channel's cap, then each of the journey's tags' caps on that channel (§9)."""
+    sent, now = run.state.sent, run.now
+    limit = run.settings.limits.get(channel)
+    if limit is not None and compliance.over_cap(sent, channel, limit.max, limit.per, now):
+        return True
+    for tag in tags:
+        tag_limit = run.settings.tag_limits.get(tag, {}).get(channel)
+        if tag_limit is not None and compliance.over_cap(
+            sent, channel, tag_limit.max, tag_limit.per, now, tag
+        ):
+            return True
+    return False
 
 
 def message(run: Transition, inst: Instance, step: Step) -> None:
@@ -147,8 +159,8 @@ def message(run: Transition, inst: Instance, step: Step) -> None:
         subject=subject,
         body=body,
     )
-    if marketing and run.settings.limits:
-        run.state.sent.append((channel, run.now))
+    if marketing and (run.settings.limits or run.settings.tag_limits):
+        run.state.sent.append((channel, run.now, step.tags))
     queue(
         run,
         inst,

@@ -19,6 +19,9 @@ from typing import Any
 
 import orjson
 
+Sent = tuple[str, int, tuple[str, ...]]
+"""A marketing message decided ``sent``: (channel, at, the tags of its journey version)."""
+
 ACTIVE = "active"
 ENDED = "ended"
 
@@ -188,7 +191,7 @@ class CustomerState:
     entries: dict[str, int] = field(default_factory=dict)
     last_entered: dict[str, int] = field(default_factory=dict)
     keys: dict[str, list[str]] = field(default_factory=dict)
-    sent: list[tuple[str, int]] = field(default_factory=list)
+    sent: list[Sent] = field(default_factory=list)
 
     def clone(self) -> CustomerState:
         return CustomerState(
@@ -236,7 +239,7 @@ class CustomerState:
         if self.keys:
             doc["keys"] = self.keys
         if self.sent:
-            doc["sent"] = self.sent
+            doc["sent"] = [[c, at, list(tags)] if tags else [c, at] for c, at, tags in self.sent]
         return orjson.dumps(doc)
 
     @classmethod
@@ -263,7 +266,7 @@ class CustomerState:
                 entries=doc.get("entries", {}),
                 last_entered=doc.get("last_entered", {}),
                 keys=doc.get("keys", {}),
-                sent=[(c, at) for c, at in doc.get("sent", ())],
+                sent=[(e[0], e[1], tuple(e[2]) if len(e) > 2 else ()) for e in doc.get("sent", ())],
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise StateFormatError(f"state document is broken: {exc}") from None

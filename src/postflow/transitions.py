@@ -442,7 +442,7 @@ class Transition:
         sent = state.sent
         if sent and sent[0][1] <= self.now - self.world.cap_horizon:
             floor = self.now - self.world.cap_horizon
-            state.sent = [(c, at) for c, at in sent if at > floor]
+            state.sent = [entry for entry in sent if entry[1] > floor]
 
     # -- stepping ------------------------------------------------------------------------
     def safe_step(

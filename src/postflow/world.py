@@ -88,7 +88,13 @@ class World:
             settings=settings,
             versions=versions,
             by_event={k: tuple(v) for k, v in by_event.items()},
-            cap_horizon=max((limit.per for limit in settings.limits.values()), default=0),
+            cap_horizon=max(
+                (
+                    *(limit.per for limit in settings.limits.values()),
+                    *(lim.per for tag in settings.tag_limits.values() for lim in tag.values()),
+                ),
+                default=0,
+            ),
             archive=archive,
         )
 
