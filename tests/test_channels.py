@@ -301,11 +301,11 @@ def test_auto_without_credentials_resolves_to_one_shared_console(tmp_path: Path)
             assert describe(settings, env) == {
                 "email": "console",
                 "sms": "console",
-                "webhook": "http",
+                "webhook": "console",
             }
         stream = io.StringIO()
         channels = build_channels(settings, console_stream=stream, environ={})
-        assert channels["email"] is channels["sms"]
+        assert channels["email"] is channels["sms"] is channels["webhook"]
         assert isinstance(channels["email"], ConsoleChannel)
         channels["sms"].send(sms())
         assert "── sms → +15555550100" in stream.getvalue()
@@ -339,6 +339,15 @@ def test_a_provider_needs_a_sender_and_a_readable_one(tmp_path: Path) -> None:
     bad = settings_for(tmp_path, 'channels: {email: {from: "Shop", reply_to: "x@y.z"}}\n')
     with pytest.raises(ChannelConfigError, match=r"channels.email.from: 'Shop' is not an email"):
         build_channels(bad, environ=env)
+
+
+def test_webhooks_are_called_in_a_deployment_or_when_asked(tmp_path: Path) -> None:
+    twilio = {"TWILIO_ACCOUNT_SID": "AC1", "TWILIO_AUTH_TOKEN": "t"}
+    deployed = settings_for(tmp_path, 'channels: {sms: {from: "+15005550006"}}\n')
+    assert describe(deployed, twilio)["webhook"] == "http"
+    assert describe(deployed, {})["webhook"] == "console"
+    asked = settings_for(tmp_path, "channels: {webhook: {provider: http}}\n")
+    assert describe(asked, {})["webhook"] == "http"
 
 
 def test_webhooks_can_be_printed_or_written_instead_of_called(tmp_path: Path) -> None:

@@ -208,3 +208,31 @@ def test_doctor_with_credentials_shows_the_providers(project: Path) -> None:
     assert "twilio (credentials set)" in rows["sms"]
     assert "schema 0002" in rows["database"]
     assert "https://hooks.example.com" in done.stdout
+
+
+def test_doctor_catches_what_would_fail_every_send(project: Path) -> None:
+    """Settings the schema cannot see: a base-URL variable that is no URL, a key with a
+    pasted newline, an outbox file that cannot be written."""
+    (project / "postflow.yaml").write_text(
+        "database: sqlite:///pf.db\ntimezone: UTC\n"
+        "channels:\n"
+        '  email: {from: "hi@shop.example"}\n'
+        "  webhook: {provider: file, path: no-such-dir/hooks.jsonl}\n",
+        encoding="utf-8",
+    )
+    for env, expected in (
+        ({"SENDGRID_API_KEY": "SG.x\n"}, "SENDGRID_API_KEY: holds spaces or control characters"),
+        (
+            {"SENDGRID_API_KEY": "SG.x", "POSTFLOW_SENDGRID_BASE_URL": "127.0.0.1:9"},
+            "POSTFLOW_SENDGRID_BASE_URL: not a base URL",
+        ),
+    ):
+        done = postflow(project, "doctor", env=env)
+        assert done.returncode == 1, done
+        fails = "\n".join(line for line in done.stdout.splitlines() if line.startswith("fail"))
+        assert expected in fails
+        run = postflow(project, "run", "--once", env=env)
+        assert run.returncode == 1 and expected in run.stderr, run
+    done = postflow(project, "doctor")
+    assert done.returncode == 1, done
+    assert "channels.webhook.path:" in done.stdout and "no-such-dir" in done.stdout

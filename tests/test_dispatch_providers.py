@@ -249,6 +249,30 @@ def test_an_outage_sets_the_provider_aside_and_journeys_go_on(
     assert len(untried) == stats.deferred  # deferred without burning an attempt
     records = [r for r in s.messages() if r["step"] == "text"]
     assert {r["status"] for r in records} == {"sent"}  # decided; delivery is pending
+    view = s.store.customer_view("c_0")
+    assert [(i["status"], i["step"]) for i in view["instances"]] == [("active", "pause")]
+
+
+def test_an_outage_defers_no_sooner_than_retry_after(shop: Any, tw: FakeTwilio) -> None:
+    s = shop(extra="dispatch: {concurrency: 1, backoff: 1s}\n")
+    tw.script(*[Fail(503, "busy", retry_after=120)] * 20)
+    s.ingest(*[shipped(f"c_{n}", phone=f"+1555555{n:04d}") for n in range(10)])
+    before = wall_us()
+    stats = s.run()
+    assert stats.deferred > 0
+    rows = [r for r in s.outbox() if r.step == "text"]
+    assert all(r.next_attempt_at >= before + 120_000_000 for r in rows)
+
+
+def test_an_absurd_retry_after_falls_back_to_the_backoff(shop: Any, sg: FakeSendGrid) -> None:
+    s = shop(extra="dispatch: {max_attempts: 3, backoff: 1s, max_backoff: 2s}\n")
+    sg.script(Fail(503, "busy", retry_after=10_000_000_000_000))
+    s.ingest(shipped())
+    before = wall_us()
+    s.run()
+    row = next(r for r in s.outbox() if r.step == "mail")
+    assert (row.status, row.attempts) == ("queued", 1)  # counted: max_attempts still applies
+    assert before + 800_000 <= row.next_attempt_at <= wall_us() + 1_200_000
 
 
 def test_frequency_caps_hold_across_two_journeys(shop: Any, sg: FakeSendGrid) -> None:
@@ -368,3 +392,52 @@ def test_rate_setting_reaches_the_channel(shop: Any, proj: Project) -> None:
     channels = build_channels(s.settings, environ=s.env)
     assert getattr(channels["email"], "rate", None) == (5.0, 2)
     close_channels(channels.values())
+
+
+class FlakyOutbox:
+    """The real outbox whose first lease renewal fails (the database blinked)."""
+
+    def __init__(self, outbox: Any) -> None:
+        self.outbox, self.failed_once = outbox, False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.outbox, name)
+
+    def renew(self, *args: Any) -> Any:
+        if not self.failed_once:
+            self.failed_once = True
+            raise sa.exc.OperationalError("renew", {}, Exception("database is locked"))
+        return self.outbox.renew(*args)
+
+
+def test_a_database_error_mid_drain_never_sends_twice(shop: Any) -> None:
+    """Sends in flight when the main thread fails finish and record themselves before the
+    rest is given back, so the next pass does not send them again."""
+    receiver = Receiver(delay=0.3)
+    try:
+        hook = f"""
+        id: hook
+        trigger: {{event: order_placed}}
+        steps:
+          - id: call
+            webhook: {{url: "{receiver.url}"}}
+        """
+        s = shop({"hook": hook}, extra="dispatch: {concurrency: 2}\n")
+        s.ingest(
+            *[
+                {"type": "order_placed", "customer_id": f"c_{n}", "at": T0, "data": {"total": 1}}
+                for n in range(6)
+            ]
+        )
+        dispatcher = s.runtime.dispatcher
+        dispatcher.outbox = FlakyOutbox(dispatcher.outbox)
+        dispatcher.lease_us = 900_000  # renewed every 0.3 s: during the sends
+        s.runtime.prepare(durations.parse_instant(T0))
+        s.runtime.sweep(durations.parse_instant(T0))
+        with pytest.raises(sa.exc.OperationalError):
+            dispatcher.drain()
+        dispatcher.drain()
+        assert receiver.count == 6
+        assert {r.status for r in s.outbox()} == {"sent"}
+    finally:
+        receiver.close()

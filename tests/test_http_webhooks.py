@@ -152,7 +152,7 @@ class Shop:
             conn.execute(
                 t.outbox.update()
                 .where(t.outbox.c.message_id == message_id)
-                .values(provider_id=provider_id)
+                .values(provider="twilio", provider_id=provider_id)
             )
 
     def events(self) -> list[dict[str, Any]]:
@@ -331,7 +331,7 @@ def test_sendgrid_batch_becomes_events_suppressions_and_delivery_status(
         sg("delivered", "d1", "ann@example.com", now, mid["ann"], response="250 OK"),
         sg("open", "o1", "ann@example.com", now, mid["ann"], sg_machine_open=False),
         sg("click", "k1", "ann@example.com", now, mid["ann"], url="https://tea.example/new?x=1"),
-        sg("processed", "p1", "ann@example.com", now - 10, mid["ann"]),  # late, older report
+        sg("processed", "p1", "ann@example.com", now, mid["ann"]),  # late, same second
         sg("bounce", "b1", "bob@example.com", now, mid["bob"], type="bounce", status="5.1.1"),
         sg("deferred", "f1", "cat@example.com", now - 5, mid["cat"], attempt="1"),
         sg("bounce", "b2", "cat@example.com", now, mid["cat"], type="blocked", status="4.0.0"),
@@ -670,10 +670,16 @@ def test_bodies_the_endpoints_do_not_take(
     r = client.post(INBOUND, json=params, headers={"X-Twilio-Signature": signature})
     assert r.status_code == 400 and r.json()["field"] == "content-type"
     assert "application/x-www-form-urlencoded" in r.json()["error"]
-    form = {"content-type": "application/x-www-form-urlencoded"}
+    # A body that cannot be read is refused before its signature can be checked (but a
+    # request without any signature is 403 whatever its body).
+    form = {"content-type": "application/x-www-form-urlencoded", "X-Twilio-Signature": "x"}
     for body in (b"From=%2B15555550100&Body=%FF%FE", b"From=%2B15555550100&Body=\xff"):
         r = client.post(INBOUND, content=body, headers=form)
         assert (r.status_code, r.json()) == (400, {"error": "form body is not UTF-8"})
+        unsigned = client.post(
+            INBOUND, content=body, headers={"content-type": form["content-type"]}
+        )
+        assert unsigned.status_code == 403
 
     hello = sms("SM" + "f" * 32, "hello", "STOP")
     r = post_twilio(client, INBOUND, hello, url=own_url(client, INBOUND))

@@ -439,3 +439,34 @@ def test_status_update_missing_fields(params: dict[str, str], field: str) -> Non
     with pytest.raises(CallbackError, match=field) as bad:
         status_update(params)
     assert bad.value.field == field
+
+
+def test_an_error_code_too_long_to_be_one_is_none() -> None:
+    """Python refuses int() on thousands of digits; a signed callback carrying such junk
+    must not become a 500."""
+    update = status_update(
+        {"MessageSid": "SM1", "MessageStatus": "failed", "ErrorCode": "9" * 5000}
+    )
+    assert update.error_code is None
+    assert (
+        status_update(
+            {"MessageSid": "SM1", "MessageStatus": "failed", "ErrorCode": "30003"}
+        ).error_code
+        == 30003
+    )
+
+
+def test_junk_addresses_are_not_suppressed() -> None:
+    items = [
+        {"event": "spamreport", "email": "@", "sg_event_id": "a", "timestamp": 1},
+        {
+            "event": "spamreport",
+            "email": "x" * 400 + "@example.com",
+            "sg_event_id": "b",
+            "timestamp": 1,
+        },
+        {"event": "spamreport", "email": "ok@example.com", "sg_event_id": "c", "timestamp": 1},
+    ]
+    result = map_sendgrid(items, {}, {}, 0)
+    assert [e["data"]["address"] for e in result.events] == ["ok@example.com"]
+    assert result.ignored == 2

@@ -84,6 +84,10 @@ def _channels(settings: config.Settings, env: Mapping[str, str]) -> list[Finding
         if choice.provider == "console":
             text += " (messages are printed, not sent)"
         elif choice.path is not None:
+            problem = _unwritable(choice.path)
+            if problem:
+                found.append(Finding("fail", name, f"channels.{name}.path: {problem}"))
+                continue
             text += f" ({choice.path})"
         elif choice.provider in BASE_URL_VARS:
             base = choice.options.get("base_url")
@@ -177,3 +181,16 @@ def _database(settings: config.Settings, option: str | None) -> list[Finding]:
             Finding("warn", "database", f"{shown} answers, schema {revision}: postflow db upgrade")
         ]
     return [Finding("fail", "database", f"{shown}: schema {revision} is newer than this postflow")]
+
+
+def _unwritable(path: Path) -> str | None:
+    """Why ``provider: file`` could not append to ``path`` (None: it could), creating
+    nothing."""
+    if path.exists():
+        if path.is_dir():
+            return f"{path} is a directory"
+        return None if os.access(path, os.W_OK) else f"{path} is not writable"
+    parent = path.parent
+    if not parent.is_dir():
+        return f"{parent} is not a directory"
+    return None if os.access(parent, os.W_OK) else f"cannot create files in {parent}"

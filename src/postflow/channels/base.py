@@ -10,8 +10,13 @@ cannot help).
 
 from __future__ import annotations
 
+import email.utils
 import errno
+import math
+import re
+import time
 from dataclasses import dataclass
+from datetime import UTC
 from typing import Literal, Protocol
 
 from postflow.effects import OutboundMessage
@@ -69,3 +74,31 @@ def os_error_text(exc: OSError) -> str:
     """``"<errno name> <message>"``, e.g. ``ENOSPC No space left on device``."""
     code = errno.errorcode.get(exc.errno or 0, type(exc).__name__)
     return f"{code} {exc.strerror or exc}"
+
+
+MAX_RETRY_AFTER = 7 * 86_400.0
+"""A longer Retry-After is read as none: a provider asking for more than a week means trouble
+the dispatcher's own backoff and ``max_attempts`` handle better than a row parked for years."""
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds from a ``Retry-After`` value: delta-seconds or an HTTP-date (past: 0).
+
+    None when absent or unreadable, so the dispatcher's own backoff applies."""
+    if value is None:
+        return None
+    text = value.strip()
+    if not text:
+        return None
+    if re.fullmatch(r"\d+(?:\.\d+)?", text):
+        seconds = float(text)
+        return seconds if math.isfinite(seconds) and seconds <= MAX_RETRY_AFTER else None
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when.tzinfo is None:  # HTTP-dates are GMT; an unzoned one is read the same way
+        when = when.replace(tzinfo=UTC)
+    current = time.time() if now is None else now
+    wait = max(0.0, when.timestamp() - current)
+    return wait if wait <= MAX_RETRY_AFTER else None

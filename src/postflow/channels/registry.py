@@ -7,12 +7,14 @@ variable to fix, before any message is claimed. ``auto`` picks SendGrid (email) 
 laptop and the same files send for real in production. Secrets come only from the
 environment; ``POSTFLOW_SENDGRID_BASE_URL`` / ``POSTFLOW_TWILIO_BASE_URL`` override
 ``base_url`` (staging, tests). Webhooks need no credentials: ``auto`` calls the URL the
-journey names.
+journey names once some provider's credentials are set (a deployment), and prints it
+otherwise, so with nothing set everything goes to the console; ``http`` always calls.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +42,8 @@ DEFAULT_FILE = "outbox.jsonl"
 """Where ``provider: file`` writes without a ``path`` (relative to the config file)."""
 DEFAULT_TIMEOUT = "10s"
 STATUS_PATH = "/webhooks/twilio/status"
+_TOKEN = re.compile(r"[\x21-\x7e]+")
+_BASE_URL = re.compile(r"https?://[^\s/?#]+/?")
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,8 @@ def resolve(settings: Settings, environ: Mapping[str, str] | None = None) -> dic
         if provider == "auto":
             provider = AUTO[name]
             if provider in CREDENTIALS and _missing(provider, env):
+                provider = "console"
+            elif provider == "http" and not _deployed(env):
                 provider = "console"
         if provider == "file":
             path = settings.base_dir / str(conf.get("path", DEFAULT_FILE))
@@ -138,6 +144,19 @@ def _missing(provider: str, env: Mapping[str, str]) -> list[str]:
     return [var for var in CREDENTIALS[provider] if not env.get(var)]
 
 
+def _deployed(env: Mapping[str, str]) -> bool:
+    """Some provider's credentials are set: this is a deployment, not a laptop, so ``auto``
+    webhooks call their URLs (with nothing set, everything goes to the console)."""
+    return any(not _missing(provider, env) for provider in CREDENTIALS)
+
+
+def _checked_env(env: Mapping[str, str], var: str, pattern: re.Pattern[str], hint: str) -> str:
+    value = env[var]
+    if not pattern.fullmatch(value):
+        raise ChannelConfigError(f"{var}: {hint}")
+    return value
+
+
 def _options(
     name: str, provider: str, conf: Mapping[str, Any], settings: Settings, env: Mapping[str, str]
 ) -> dict[str, Any]:
@@ -154,7 +173,12 @@ def _options(
             raise ChannelConfigError(
                 f"{where}.provider is {provider}, but {' and '.join(missing)} {verb} not set"
             )
-        options["base_url"] = env.get(BASE_URL_VARS[provider]) or conf.get("base_url")
+        for var in CREDENTIALS[provider]:
+            _checked_env(env, var, _TOKEN, "holds spaces or control characters (a pasted newline?)")
+        options["base_url"] = conf.get("base_url")
+        if env.get(BASE_URL_VARS[provider]):
+            hint = "not a base URL: write a scheme and host, like http://127.0.0.1:8999"
+            options["base_url"] = _checked_env(env, BASE_URL_VARS[provider], _BASE_URL, hint)
         rate = conf.get("rate")
         if rate:
             options["rate"] = (float(rate["per_second"]), rate.get("burst"))

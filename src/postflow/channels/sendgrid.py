@@ -16,6 +16,7 @@ refusal (400 bad request, 401 bad key, 403 unverified sender...) failed at once.
 from __future__ import annotations
 
 import email.utils
+import math
 import time
 import urllib.error
 from collections.abc import Mapping
@@ -25,7 +26,12 @@ import orjson
 from python_http_client import exceptions as http_errors
 from sendgrid import SendGridAPIClient
 
-from postflow.channels.base import ChannelConfigError, Delivery
+from postflow.channels.base import (
+    MAX_RETRY_AFTER,
+    ChannelConfigError,
+    Delivery,
+    parse_retry_after,
+)
 from postflow.effects import OutboundMessage
 
 DEFAULT_HOST = "https://api.sendgrid.com"
@@ -122,8 +128,12 @@ class SendGridChannel:
 def _refused(exc: http_errors.HTTPError) -> Delivery:
     status = int(getattr(exc, "status_code", 0) or 0)
     error = _line(f"{status} {_error_message(exc)}")
-    if status in RETRY_STATUSES or status >= 500:
+    if status == 429:
         return Delivery("retry", "sendgrid", error=error, retry_after=_retry_after(exc.headers))
+    if status in RETRY_STATUSES or status >= 500:
+        headers = exc.headers
+        after = parse_retry_after(headers.get("Retry-After")) if headers is not None else None
+        return Delivery("retry", "sendgrid", error=error, retry_after=after)
     return Delivery("failed", "sendgrid", error=error)
 
 
@@ -141,22 +151,21 @@ def _error_message(exc: http_errors.HTTPError) -> str:
 
 
 def _retry_after(headers: Mapping[str, str] | None, now: float | None = None) -> float | None:
-    """``Retry-After`` seconds, else the wait until ``X-RateLimit-Reset`` (epoch seconds)."""
+    """``Retry-After`` (seconds or an HTTP-date), else on a 429 the wait until
+    ``X-RateLimit-Reset`` (epoch seconds); absurd values are read as none."""
     if headers is None:
         return None
-    value = headers.get("Retry-After")
-    if value is not None:
-        try:
-            return max(0.0, float(value))
-        except ValueError:
-            pass
+    found = parse_retry_after(headers.get("Retry-After"), now=now)
+    if found is not None:
+        return found
     reset = headers.get("X-RateLimit-Reset")
-    if reset is not None:
-        try:
-            return max(0.0, float(reset) - (now if now is not None else time.time()))
-        except ValueError:
-            return None
-    return None
+    if reset is None or headers.get("X-RateLimit-Remaining") not in (None, "0"):
+        return None
+    try:
+        wait = float(reset) - (now if now is not None else time.time())
+    except ValueError:
+        return None
+    return max(0.0, wait) if math.isfinite(wait) and wait <= MAX_RETRY_AFTER else None
 
 
 def _plain(value: Any) -> Any:

@@ -23,7 +23,7 @@ from twilio.http.http_client import TwilioHttpClient
 from twilio.http.response import Response
 from twilio.rest import Client
 
-from postflow.channels.base import Delivery
+from postflow.channels.base import Delivery, parse_retry_after
 from postflow.effects import OutboundMessage
 
 DEFAULT_HOST = "https://api.twilio.com"
@@ -40,11 +40,7 @@ class _HttpClient(TwilioHttpClient):
     def request(self, *args: Any, **kwargs: Any) -> Response:
         self.local.retry_after = None
         response = super().request(*args, **kwargs)
-        value = (response.headers or {}).get("Retry-After")
-        try:
-            self.local.retry_after = float(value) if value is not None else None
-        except ValueError:
-            self.local.retry_after = None
+        self.local.retry_after = parse_retry_after((response.headers or {}).get("Retry-After"))
         return response
 
 

@@ -19,12 +19,8 @@ One :class:`httpx.Client` is shared by all dispatcher threads, so connections ar
 
 from __future__ import annotations
 
-import email.utils
-import math
 import re
 import threading
-import time
-from datetime import UTC
 from importlib import metadata
 from typing import Any
 from urllib.parse import quote
@@ -32,7 +28,7 @@ from urllib.parse import quote
 import httpx
 import orjson
 
-from postflow.channels.base import Delivery, DeliveryStatus
+from postflow.channels.base import Delivery, DeliveryStatus, parse_retry_after
 from postflow.effects import OutboundMessage
 
 RETRY_STATUSES = frozenset({408, 425, 429})
@@ -201,28 +197,6 @@ def idempotency_key(message_id: str) -> str:
     if message_id.isascii() and message_id.isprintable() and " " not in message_id:
         return message_id
     return quote(message_id, safe=_KEY_SAFE)
-
-
-def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
-    """Seconds from a ``Retry-After`` value: delta-seconds or an HTTP-date (past: 0).
-
-    None when absent or unreadable, so the dispatcher's own backoff applies."""
-    if value is None:
-        return None
-    text = value.strip()
-    if not text:
-        return None
-    if re.fullmatch(r"\d+(?:\.\d+)?", text):
-        seconds = float(text)
-        return seconds if math.isfinite(seconds) else None
-    try:
-        when = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
-    if when.tzinfo is None:  # HTTP-dates are GMT; an unzoned one is read the same way
-        when = when.replace(tzinfo=UTC)
-    current = time.time() if now is None else now
-    return max(0.0, when.timestamp() - current)
 
 
 def one_line(text: str, limit: int = MAX_ERROR) -> str:

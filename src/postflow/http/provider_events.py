@@ -53,6 +53,7 @@ _OPT_OUT_TYPES: dict[str, Literal["stop", "start", "help"]] = {
     "HELP": "help",
 }
 _XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+_MAILBOX = re.compile(r"^[^@\s]+@[^@\s]+$")
 _TWIML_EMPTY = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
 
 
@@ -104,6 +105,15 @@ def _event(
 
 
 # --- SendGrid -------------------------------------------------------------------------------
+
+
+def _address(value: Any) -> str | None:
+    """A normalised email that could be a mailbox (``local@domain``, at most 320 characters):
+    a provider's junk (``"@"``, a 100 KB string) must not land on the suppression list."""
+    found = normalize_email(value)
+    if found is None or len(found) > 320 or not _MAILBOX.match(found):
+        return None
+    return found
 
 
 def parse_sendgrid(body: bytes) -> list[Any]:
@@ -158,7 +168,7 @@ def sendgrid_addresses(items: list[Any], refs: Mapping[str, SentRef] | None = No
         message_id = _message_id(item)
         if refs is not None and message_id is not None and message_id in refs:
             continue
-        address = normalize_email(item.get("email"))
+        address = _address(item.get("email"))
         if address is not None:
             found.append(address)
     return list(dict.fromkeys(found))
@@ -230,9 +240,9 @@ def map_sendgrid(
             events.append(_event(f"sendgrid:{key}", type_, ref.customer_id, at, data))
             produced = True
         if _suppresses(item):
-            address = normalize_email(item.get("email"))
+            address = _address(item.get("email"))
             if address is None and ref is not None:
-                address = normalize_email(ref.to)
+                address = _address(ref.to)
             if address is not None:
                 customer = ref.customer_id if ref is not None else owners.get(address, address)
                 data = {"address": address, "reason": name}
@@ -327,4 +337,5 @@ def status_update(params: Mapping[str, str]) -> StatusUpdate:
         field = "MessageSid" if not sid else "MessageStatus"
         raise CallbackError(f"missing {field}", field=field)
     code = str(params.get("ErrorCode") or "").strip()
-    return StatusUpdate(sid, status, int(code) if code.isascii() and code.isdigit() else None)
+    numeric = code.isascii() and code.isdigit() and len(code) <= 9
+    return StatusUpdate(sid, status, int(code) if numeric else None)

@@ -35,7 +35,7 @@ from postflow.durations import format_instant
 from postflow.http import provider_events as pe
 from postflow.http import signatures
 from postflow.store import database
-from postflow.store.outbox import Outbox
+from postflow.store.outbox import Outbox, SentRef
 from postflow.store.sql import SqlStore, wall_us
 
 log = logging.getLogger("postflow.http")
@@ -43,8 +43,9 @@ log = logging.getLogger("postflow.http")
 SENDGRID_SIGNATURE = "X-Twilio-Email-Event-Webhook-Signature"
 SENDGRID_TIMESTAMP = "X-Twilio-Email-Event-Webhook-Timestamp"
 TWILIO_SIGNATURE = "X-Twilio-Signature"
-DELIVERY_EVENTS = frozenset({"processed", "deferred", "delivered", "bounce", "dropped"})
-"""SendGrid events that say where a mail is (kept as the outbox row's delivery status)."""
+SENDGRID_RANK = {"processed": 0, "deferred": 1, "delivered": 2, "bounce": 2, "dropped": 2}
+"""SendGrid events that say where a mail is (kept as the outbox row's delivery status), in
+the order they happen."""
 TWILIO_REFUSED = 21610
 _RANK = {"queued": 0, "accepted": 0, "scheduled": 0, "sending": 1, "sent": 2}
 """Twilio's statuses in the order they happen; anything later (delivered, undelivered,
@@ -114,7 +115,7 @@ class Callbacks:
         refs = {mid: _ref(r) for mid, r in found.items()}
         owners = self.outbox.owners(pe.sendgrid_addresses(items, refs))
         result = pe.map_sendgrid(items, refs, owners, now)
-        self.outbox.track(_sendgrid_reports(items, refs, now))
+        self.outbox.track(_sendgrid_reports(items, found, now))
         accepted, duplicates, bad = self._ingest(result.events)
         return {"accepted": accepted, "duplicates": duplicates, "ignored": result.ignored + bad}
 
@@ -126,6 +127,8 @@ class Callbacks:
         token = self.settings.twilio_auth_token
         if token is None:
             raise Refusal(503, "TWILIO_AUTH_TOKEN is not set: the signature cannot be checked")
+        if not signature:
+            raise Refusal(403, "bad or missing X-Twilio-Signature")
         params = self._parsed(lambda: pe.parse_form(body, content_type))
         url = self.settings.public_url + path if self.settings.public_url else own_url
         if not signatures.verify_twilio(token, url, params, signature):
@@ -139,7 +142,8 @@ class Callbacks:
     def _status(self, form: Mapping[str, str]) -> None:
         update = self._parsed(lambda: pe.status_update(form))
         now = wall_us()
-        ref = self.outbox.by_provider_id([update.provider_id]).get(update.provider_id)
+        found = self.outbox.by_provider_id([update.provider_id], provider="twilio")
+        ref = found.get(update.provider_id)
         if ref is None:
             log.info("Twilio status for unknown message %s ignored", update.provider_id)
             return
@@ -199,16 +203,25 @@ def _ref(row: Any) -> pe.SentRef:
 
 
 def _sendgrid_reports(
-    items: list[Any], refs: Mapping[str, pe.SentRef], now: int
+    items: list[Any], known: Mapping[str, SentRef], now: int
 ) -> list[tuple[str, str, int]]:
-    reports = []
+    """The newest delivery state of each known message in a batch, ranked so a report that
+    comes late (``processed`` after ``delivered``, often in the same second) never moves a
+    message backwards: by rank, then by time."""
+    best: dict[str, tuple[int, int, str]] = {}
     for item in items:
-        if not isinstance(item, dict) or item.get("event") not in DELIVERY_EVENTS:
+        if not isinstance(item, dict) or item.get("event") not in SENDGRID_RANK:
             continue
         mid = item.get(pe.MESSAGE_ID_ARG)
-        if isinstance(mid, str) and mid in refs:
-            reports.append((mid, str(item["event"]), pe.instant(item.get("timestamp"), now)))
-    return reports
+        if not isinstance(mid, str) or mid not in known:
+            continue
+        event = str(item["event"])
+        candidate = (SENDGRID_RANK[event], pe.instant(item.get("timestamp"), now), event)
+        stored = known[mid].delivery_status
+        floor = (SENDGRID_RANK.get(stored or "", -1), -1, "")
+        if candidate[0] >= floor[0] and candidate > best.get(mid, floor):
+            best[mid] = candidate
+    return [(mid, event, at) for mid, (_, at, event) in best.items()]
 
 
 def routes(

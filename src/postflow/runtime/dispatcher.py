@@ -88,6 +88,7 @@ class Lane:
         self.bucket = TokenBucket(rate[0], rate[1]) if rate else None
         self.streak = 0
         self.down = False
+        self.retry_after: float | None = None  # the longest Retry-After seen in the streak
         self.lock = threading.Lock()
 
     def outcome(self, delivery: Delivery) -> None:
@@ -95,6 +96,8 @@ class Lane:
         with self.lock:
             if delivery.status == "retry":
                 self.streak += 1
+                if delivery.retry_after is not None:
+                    self.retry_after = max(self.retry_after or 0.0, delivery.retry_after)
                 if self.streak >= OUTAGE_STREAK * self.concurrency and not self.down:
                     self.down = True
                     log.warning(
@@ -103,7 +106,7 @@ class Lane:
                         delivery.error,
                     )
             else:
-                self.streak = 0
+                self.streak, self.retry_after = 0, None
 
 
 class Dispatcher:
@@ -150,7 +153,7 @@ class Dispatcher:
         have it) is never sent; a stop request gives the unsent rest back."""
         total = DispatchStats()
         for lane in self._lanes.values():
-            lane.streak, lane.down = 0, False
+            lane.streak, lane.down, lane.retry_after = 0, False, None
         while not should_stop():
             claimed = self.outbox.claim(self.owner, self.batch, self.lease_us)
             if not claimed:
@@ -158,6 +161,7 @@ class Dispatcher:
             with self._lock:
                 self._open = {q.message.message_id for q in claimed}
             self._renewed = time.monotonic()
+            futures: list[Future[None]] = []
             try:
                 futures = [
                     self._lanes[id(ch)].pool.submit(
@@ -176,6 +180,11 @@ class Dispatcher:
                 self.flush()
                 self._wait(futures)
             finally:
+                # Sends already running finish and record themselves before anything is given
+                # back; those not started are cancelled and released with the rest.
+                for future in futures:
+                    future.cancel()
+                wait(futures)
                 self.flush()
                 with self._lock:
                     unsent, self._open = list(self._open), set()
@@ -239,13 +248,25 @@ class Dispatcher:
     def _pooled(
         self, item: Queued, lane: Lane, stats: DispatchStats, should_stop: Callable[[], bool]
     ) -> None:
-        """One network send, recorded at once (runs in the lane's pool)."""
+        """One network send, recorded at once (runs in the lane's pool). An error here (the
+        database went away) is logged; the row stays leased and is retried after the lease."""
+        try:
+            self._pooled_send(item, lane, stats, should_stop)
+        except Exception:
+            log.exception("recording message %s failed", item.message.message_id)
+
+    def _pooled_send(
+        self, item: Queued, lane: Lane, stats: DispatchStats, should_stop: Callable[[], bool]
+    ) -> None:
         mid = item.message.message_id
         if should_stop() or not self._holds(mid):
             return  # given back (or lost) with the rest of the batch
         if lane.down:
             self._finish(mid)
-            self.outbox.defer(self.owner, mid, wall_us() + self.policy.backoff_us)
+            after = lane.retry_after or 0.0
+            self.outbox.defer(
+                self.owner, mid, wall_us() + max(self.policy.backoff_us, int(after * US))
+            )
             stats.add("deferred")
             return
         if lane.bucket is not None and not lane.bucket.acquire(should_stop):

@@ -193,12 +193,15 @@ class Outbox:
         """What the outbox knows of these messages (the ids providers echo back)."""
         return self._refs(t.outbox.c.message_id, message_ids)
 
-    def by_provider_id(self, provider_ids: Sequence[str]) -> dict[str, SentRef]:
-        """Provider id (a Twilio SID, a SendGrid X-Message-Id) -> the message."""
-        found = self._refs(t.outbox.c.provider_id, provider_ids)
+    def by_provider_id(self, provider_ids: Sequence[str], provider: str) -> dict[str, SentRef]:
+        """Provider id (a Twilio SID, a SendGrid X-Message-Id) -> the message ``provider``
+        sent (ids of different providers, a webhook receiver's request ids, may collide)."""
+        found = self._refs(t.outbox.c.provider_id, provider_ids, provider)
         return {ref.provider_id or "": ref for ref in found.values()}
 
-    def _refs(self, key: sa.Column[Any], values: Sequence[str]) -> dict[str, SentRef]:
+    def _refs(
+        self, key: sa.Column[Any], values: Sequence[str], provider: str | None = None
+    ) -> dict[str, SentRef]:
         o = t.outbox
         out: dict[str, SentRef] = {}
         with self.engine.connect() as conn:
@@ -212,7 +215,9 @@ class Outbox:
                         o.c.to_address,
                         o.c.provider_id,
                         o.c.delivery_status,
-                    ).where(key.in_(part))
+                    )
+                    .where(key.in_(part))
+                    .where(sa.true() if provider is None else o.c.provider == provider)
                 ):
                     out[row.message_id] = SentRef(*row)
         return out
@@ -235,8 +240,8 @@ class Outbox:
         return out
 
     def track(self, updates: Sequence[tuple[str, str, int]]) -> int:
-        """Record providers' delivery reports ``(message_id, status, at_us)``; a report
-        older than the one stored is ignored (callbacks arrive out of order). Returns how
+        """Record providers' delivery reports ``(message_id, status, at_us)``. The caller
+        has ordered them (callbacks arrive out of order; see http/webhooks.py). Returns how
         many rows changed."""
         o = t.outbox
         changed = 0
@@ -245,7 +250,6 @@ class Outbox:
                 changed += conn.execute(
                     o.update()
                     .where(o.c.message_id == mid)
-                    .where(sa.or_(o.c.delivery_at.is_(None), o.c.delivery_at <= at))
                     .values(delivery_status=status, delivery_at=at)
                 ).rowcount
         return changed
