@@ -8,21 +8,13 @@ through the durable runtime (``ingest`` + ``run --once``), which must print the 
 
 from __future__ import annotations
 
-import io
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 from conftest import Project, pick
-
-from postflow import durations, engine, simulate
-from postflow.channels.registry import build_channels, close_channels
-from postflow.ingest import ingest_file
-from postflow.runtime.service import Runtime, load_machines
-from postflow.store.sql import SqlStore
+from shells import both_ways
 
 PROMO = """
 id: {id}
@@ -64,31 +56,6 @@ def ev(kind: str, at: str, customer: str = "c_1") -> dict[str, Any]:
         "at": at,
         "customer": {"email": f"{customer}@example.com"},
     }
-
-
-def both_ways(proj: Project, db_url: str, evts: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The records of ``simulate`` after checking the runtime prints the same lines."""
-    settings = proj.settings()
-    path = proj.root / "events.jsonl"
-    path.write_text("".join(json.dumps(e) + "\n" for e in evts), encoding="utf-8")
-    machines = load_machines(settings, proj.root / "journeys")
-    until = max(durations.parse_instant(e["at"]) for e in evts)
-    sim = simulate.Simulation(engine.World.build(machines, settings))
-    sim.ingest_file(path)
-    simulated = [simulate.record_json(r) for r in sim.stream(until)]
-    store = SqlStore.open(db_url, settings, upgrade=True)
-    try:
-        ingest_file(store, str(path))
-        channels = build_channels(settings, console_stream=io.StringIO(), environ={})
-        runtime = Runtime(store, settings, machines, channels)
-        runtime.run_once(until)
-        runtime.close()
-        close_channels(channels.values())
-        durable = [simulate.record_json(r) for r in store.history()]
-    finally:
-        store.close()
-    assert [orjson.dumps(r) for r in durable] == [orjson.dumps(r) for r in simulated]
-    return simulated
 
 
 @pytest.fixture

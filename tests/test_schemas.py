@@ -151,8 +151,8 @@ def test_journey_schema_has_every_contract_key() -> None:
     schema = load_schema("journey")
     defs = schema["$defs"]
     assert list(schema["properties"]) == [
-        *("id", "name", "description", "trigger", "entry", "exit", "goal", "tags", "settings"),
-        "steps",
+        *("id", "name", "description", "trigger", "filter", "entry", "exit", "goal", "tags"),
+        *("settings", "steps"),
     ]
     assert schema["required"] == ["id", "trigger", "steps"]
     event, cron = defs["trigger"]["oneOf"]
@@ -607,8 +607,8 @@ def test_problems_are_sorted_and_one_per_node() -> None:
         (
             3,
             1,
-            "unknown key 'foo' (allowed: id, name, description, trigger, entry, exit, goal, "
-            "tags, settings, steps)",
+            "unknown key 'foo' (allowed: id, name, description, trigger, filter, entry, exit, "
+            "goal, tags, settings, steps)",
         ),
         (4, 18, "'event' must name an event type, like order_placed"),
     ]

@@ -48,7 +48,10 @@ MESSAGE_KINDS = ("email", "sms")
 # The keys this compiler reads, place by place. A test checks that they are exactly the keys
 # the bundled JSON Schema allows, so schema and compiler can never drift apart.
 JOURNEY_KEYS = frozenset(
-    {"id", "name", "description", "trigger", "entry", "exit", "goal", "settings", "steps", "tags"}
+    {
+        *("id", "name", "description", "trigger", "filter", "entry", "exit", "goal", "tags"),
+        *("settings", "steps"),
+    }
 )
 TRIGGER_KEYS = frozenset({"event", "if", "schedule", "timezone", "audience"})
 ENTRY_KEYS = frozenset({"key", "reentry", "cooldown"})
@@ -170,6 +173,7 @@ class Machine:
     first: str
     order: tuple[str, ...] = field(default=())
     tags: tuple[str, ...] = ()
+    filter: expressions.Condition | None = None  # §9: re-checked at entry and each message
     # What the version hash covers, kept so the daemon can store this exact version in its
     # database and compile it again after the file changed (instances stay pinned to it).
     data: Any = field(default=None, compare=False, repr=False)
@@ -418,6 +422,7 @@ class Compiler:
             first=order[0],
             order=order,
             tags=self.tags,
+            filter=self.condition(("filter",), data.get("filter")),
             data=data,
             templates=tuple(sorted(self.template_files.items())),
         )

@@ -352,6 +352,8 @@ class Transition:
         state = self.state
         jid = machine.id
         entry = machine.entry
+        if machine.filter is not None and not machine.filter(self.scope(None, view)):
+            return  # §9: filtered before entry key, reentry and cooldown; no record
         if entry.cooldown is not None:
             last = state.last_entered.get(jid)
             if last is not None and self.now - last < entry.cooldown:
@@ -500,6 +502,9 @@ class Transition:
                         inst.wake_at = release
                         inst.waiting = "hold"
                         return False
+            if machine.filter is not None and not machine.filter(self.scope(inst)):
+                self.finish(inst, "filtered")  # §9: re-checked as each message is decided
+                return False
             messages.message(self, inst, step)
             return True
         if kind == "wait":
