@@ -178,7 +178,7 @@ def test_config_schema_has_every_contract_key() -> None:
     assert set(props) == {
         *("database", "journeys", "templates", "catalog", "timezone", "default_region"),
         *("purchase_event", "quiet_hours", "limits", "channels", "dispatch", "worker", "http"),
-        "log",
+        *("log", "send_window"),  # send_window: §9
     }
     channels = props["channels"]["properties"]
     assert set(channels["email"]["properties"]) == {
@@ -200,7 +200,7 @@ def test_config_schema_has_every_contract_key() -> None:
 
 def test_shared_definitions_do_not_drift() -> None:
     journey, config = load_schema("journey")["$defs"], load_schema("config")["$defs"]
-    for name in ("duration", "time_of_day", "quiet_hours"):
+    for name in ("duration", "time_of_day", "quiet_hours", "send_window", "weekdays"):
         assert journey[name] == config[name], name
     assert journey["step_id"]["pattern"] == "^[A-Za-z_][A-Za-z0-9_-]*$"
 

@@ -20,7 +20,7 @@ import phonenumbers
 import yaml
 
 from postflow import durations, loader
-from postflow.machine import MESSAGE_KINDS, QuietHours
+from postflow.machine import MESSAGE_KINDS, QuietHours, SendWindow, weekdays
 from postflow.problems import MissingPath, Problem, ProblemsError
 
 DEFAULT_DATABASE = "sqlite:///postflow.db"
@@ -51,6 +51,7 @@ class Settings:
     raw: Mapping[str, Any] = field(default_factory=dict)
     tag_limits: Mapping[str, Mapping[str, Limit]] = field(default_factory=dict)
     """tag -> channel -> limit (``limits.tags``)."""
+    send_window: SendWindow | None = None
 
 
 def find_config(explicit: str | os.PathLike[str] | None) -> Path | None:
@@ -150,6 +151,19 @@ def _resolve(
         except durations.DurationError as exc:
             problem(("quiet_hours",), str(exc))
 
+    window: SendWindow | None = None
+    sw = data.get("send_window")
+    if isinstance(sw, Mapping):
+        try:
+            start = durations.parse_time_of_day(str(sw["start"]))
+            end = durations.parse_time_of_day(str(sw["end"]))
+            if start == end:
+                problem(("send_window", "end"), "send window start and end are equal")
+            channels = frozenset(sw.get("channels") or MESSAGE_KINDS)
+            window = SendWindow(weekdays(sw.get("days")), start, end, channels)
+        except durations.DurationError as exc:
+            problem(("send_window",), str(exc))
+
     limits: dict[str, Limit] = {}
     tag_limits: dict[str, dict[str, Limit]] = {}
     for channel, limit in (data.get("limits") or {}).items():
@@ -212,6 +226,7 @@ def _resolve(
         quiet_hours=quiet,
         limits=limits,
         tag_limits=tag_limits,
+        send_window=window,
         raw=data,
     )
 

@@ -322,6 +322,52 @@ def next_local_at(us: int, t: time, zone: ZoneLike) -> int:
     return candidate
 
 
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+"""Day names as journeys write them, in :meth:`date.weekday` order."""
+
+
+def next_local_at_on(us: int, t: time, zone: ZoneLike, days: frozenset[int]) -> int:
+    """The first local ``t`` at or after ``us`` on a local day in ``days`` (weekday numbers,
+    Monday 0): ``wait: {for, at, days}``. Same first-occurrence rule as :func:`next_local_at`."""
+    tz = _zone(zone)
+    day = local_datetime(us, tz).date() - timedelta(days=1)
+    for _ in range(16):
+        if day.weekday() in days:
+            candidate = resolve_local(day, t, tz)
+            if candidate >= us:
+                return candidate
+        day += timedelta(days=1)
+    raise ValueError("no listed day within two weeks")  # pragma: no cover - days is non-empty
+
+
+def window_release(
+    us: int, start: time, end: time, days: frozenset[int], zone: ZoneLike
+) -> int | None:
+    """When a message due at ``us`` may go out under a send window, or None when the window
+    is open at ``us``. The window is open on each listed local day during ``[start, end)``;
+    one with ``end < start`` runs past midnight and belongs to the day it opens."""
+    if start == end:
+        raise ValueError("a send window needs start != end")
+    tz = _zone(zone)
+    wraps = start > end
+    today = local_datetime(us, tz).date()
+    for back in (1, 0):
+        day = today - timedelta(days=back)
+        if day.weekday() in days:
+            opens = resolve_local(day, start, tz)
+            closes = resolve_local(day + timedelta(days=1 if wraps else 0), end, tz)
+            if opens <= us < closes:
+                return None
+    day = today - timedelta(days=1)
+    for _ in range(16):
+        if day.weekday() in days:
+            opens = resolve_local(day, start, tz)
+            if opens > us:
+                return opens
+        day += timedelta(days=1)
+    raise ValueError("no listed day within two weeks")  # pragma: no cover
+
+
 def quiet_release(us: int, start: time, end: time, zone: ZoneLike) -> int | None:
     """Return when a message due at `us` may go out, or None if it is not in quiet hours.
 

@@ -57,10 +57,10 @@ TRIGGER_KEYS = frozenset({"event", "if", "schedule", "timezone", "audience"})
 ENTRY_KEYS = frozenset({"key", "reentry", "cooldown"})
 EXIT_KEYS = frozenset({"event", "if"})
 GOAL_KEYS = frozenset({"event", "if", "within"})
-SETTINGS_KEYS = frozenset({"quiet_hours"})
+SETTINGS_KEYS = frozenset({"quiet_hours", "send_window"})
 QUIET_HOURS_KEYS = frozenset({"start", "end", "channels"})
 STEP_KEYS = frozenset({"id", "next", *STEP_KINDS})
-WAIT_KEYS = frozenset({"for", "at", "until"})
+WAIT_KEYS = frozenset({"for", "at", "until", "days"})
 WAIT_FOR_KEYS = frozenset({"event", "timeout", "on_timeout", "if"})
 BRANCH_KEYS = frozenset({"if", "goto"})
 SPLIT_KEYS = frozenset({"weight", "goto", "name"})
@@ -73,6 +73,17 @@ EMAIL_KEYS = frozenset(
 SMS_KEYS = frozenset({"body", "template", "to", "transactional", "frequency_cap"})
 WEBHOOK_KEYS = frozenset({"url", "method", "json", "headers"})
 EMIT_KEYS = frozenset({"event", "data"})
+
+
+@dataclass(frozen=True)
+class SendWindow:
+    """Local days (weekday numbers, Monday 0) and hours ``[start, end)`` when messages on
+    ``channels`` may go out (§9); outside it they are held, like quiet hours."""
+
+    days: frozenset[int]
+    start: time
+    end: time
+    channels: frozenset[str]
 
 
 @dataclass(frozen=True)
@@ -124,6 +135,7 @@ class Step:
     # wait
     duration: int = 0
     at: time | None = None
+    days: frozenset[int] | None = None  # wait.days: weekday numbers, Monday 0
     until: expressions.Value | None = None
     # wait_for
     event: str | None = None
@@ -174,10 +186,18 @@ class Machine:
     order: tuple[str, ...] = field(default=())
     tags: tuple[str, ...] = ()
     filter: expressions.Condition | None = None  # §9: re-checked at entry and each message
+    send_window: SendWindow | None | bool = True  # True: the configured default; False: none
     # What the version hash covers, kept so the daemon can store this exact version in its
     # database and compile it again after the file changed (instances stay pinned to it).
     data: Any = field(default=None, compare=False, repr=False)
     templates: tuple[tuple[str, str], ...] = field(default=(), compare=False, repr=False)
+
+    def send_window_for(self, default: SendWindow | None) -> SendWindow | None:
+        if self.send_window is True:
+            return default
+        if self.send_window is False:
+            return None
+        return self.send_window  # type: ignore[return-value]
 
     def quiet_hours_for(self, default: QuietHours | None) -> QuietHours | None:
         if self.quiet_hours is True:
@@ -394,6 +414,9 @@ class Compiler:
         settings = data.get("settings") or {}
         if "quiet_hours" in settings:
             quiet = self.quiet_hours(("settings", "quiet_hours"), settings["quiet_hours"])
+        window: SendWindow | None | bool = True
+        if "send_window" in settings:
+            window = self.send_window(("settings", "send_window"), settings["send_window"])
         self.tags = tuple(str(tag) for tag in data.get("tags") or ())
         order = tuple(step["id"] for step in data["steps"])
         steps: dict[str, Step] = {}
@@ -423,6 +446,7 @@ class Compiler:
             order=order,
             tags=self.tags,
             filter=self.condition(("filter",), data.get("filter")),
+            send_window=window,
             data=data,
             templates=tuple(sorted(self.template_files.items())),
         )
@@ -433,6 +457,20 @@ class Compiler:
         for name in sorted(self.template_files):
             digest.update(b"\0" + name.encode() + b"\0" + self.template_files[name].encode())
         return digest.hexdigest()[:12]
+
+    def send_window(self, path: tuple[str | int, ...], value: Any) -> SendWindow | None:
+        if value is False:
+            return None
+        start = self.time_of_day((*path, "start"), value["start"])
+        end = self.time_of_day((*path, "end"), value["end"])
+        if start is not None and start == end:
+            self.error((*path, "end"), "send window start and end are equal (an empty window)")
+        return SendWindow(
+            weekdays(value.get("days")),
+            start or time(0),
+            end or time(1),
+            frozenset(value.get("channels") or MESSAGE_KINDS),
+        )
 
     def quiet_hours(self, path: tuple[str | int, ...], value: Any) -> QuietHours | None:
         if value is False:
@@ -479,10 +517,15 @@ class Compiler:
             if "until" in body:
                 until = self.value((*here, "until"), body["until"], literal=False)
                 return Step(**common, until=until)
+            if "days" in body and "at" not in body:
+                self.error(
+                    (*here, "days"), "days needs at: the time of day to wait for", at_key=True
+                )
             return Step(
                 **common,
                 duration=self.duration((*here, "for"), body["for"]) if "for" in body else 0,
                 at=self.time_of_day((*here, "at"), body["at"]) if "at" in body else None,
+                days=weekdays(body["days"]) if "days" in body else None,
             )
         if kind == "wait_for":
             return Step(
@@ -578,6 +621,13 @@ class Compiler:
 
 TEMPLATE_NAMES = expressions.SCOPE_NAMES | {"data"}
 """Names a template may read: the scope, and an email's ``data``."""
+
+
+def weekdays(names: Any) -> frozenset[int]:
+    """``[mon, fri]`` -> weekday numbers (Monday 0); none given: every day."""
+    if not names:
+        return frozenset(range(7))
+    return frozenset(durations.WEEKDAYS.index(str(n)) for n in names)
 
 
 def _unknown_name(name: str, *, bare: bool = False) -> str:

@@ -495,13 +495,11 @@ class Transition:
         now = self.now
         if kind == "email" or kind == "sms":
             if not released:
-                quiet = machine.quiet_hours_for(self.settings.quiet_hours)
-                if quiet is not None and kind in quiet.channels:
-                    release = durations.quiet_release(now, quiet.start, quiet.end, self.zone())
-                    if release is not None:
-                        inst.wake_at = release
-                        inst.waiting = "hold"
-                        return False
+                release = self.held_until(machine, kind)
+                if release is not None:
+                    inst.wake_at = release
+                    inst.waiting = "hold"
+                    return False
             if machine.filter is not None and not machine.filter(self.scope(inst)):
                 self.finish(inst, "filtered")  # §9: re-checked as each message is decided
                 return False
@@ -538,6 +536,33 @@ class Transition:
             messages.webhook(self, inst, step)
             return True
         raise StepError(f"unknown step kind {kind!r}")  # pragma: no cover - schema forbids
+
+    def held_until(self, machine: Machine, kind: str) -> int | None:
+        """When a message decided now may go out: the first moment inside the send window
+        and outside quiet hours (§9), or None when that is now."""
+        quiet = machine.quiet_hours_for(self.settings.quiet_hours)
+        window = machine.send_window_for(self.settings.send_window)
+        if quiet is not None and kind not in quiet.channels:
+            quiet = None
+        if window is not None and kind not in window.channels:
+            window = None
+        zone = self.zone()
+        moment = self.now
+        for _ in range(16):  # each pass moves forward; both settle within a few
+            moved = False
+            if window is not None:
+                opens = durations.window_release(
+                    moment, window.start, window.end, window.days, zone
+                )
+                if opens is not None:
+                    moment, moved = opens, True
+            if quiet is not None:
+                ends = durations.quiet_release(moment, quiet.start, quiet.end, zone)
+                if ends is not None:
+                    moment, moved = ends, True
+            if not moved:
+                break
+        return moment if moment != self.now else None
 
     def split(self, machine: Machine, inst: Instance, step: Step) -> str:
         u = split_point(machine.id, step.id, self.state.customer_id)
@@ -588,7 +613,9 @@ class Transition:
                     raise StepError(f"wait until: {exc}") from None
             raise StepError(f"wait until: expected a datetime, got {type(value).__name__}")
         due = self.now + step.duration
-        if step.at is not None:
+        if step.at is not None and step.days is not None:
+            due = durations.next_local_at_on(due, step.at, self.zone(), step.days)
+        elif step.at is not None:
             due = durations.next_local_at(due, step.at, self.zone())
         return due
 
