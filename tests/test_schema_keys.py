@@ -55,6 +55,7 @@ STEP = SCHEMA["$defs"]["step"]
         (STEP, machine.STEP_KEYS),
         (STEP["properties"]["wait"], machine.WAIT_KEYS),
         (STEP["properties"]["wait_for"], machine.WAIT_FOR_KEYS),
+        (STEP["properties"]["wait_until"], machine.WAIT_UNTIL_KEYS),
         (STEP["properties"]["branch"], machine.BRANCH_KEYS),
         (STEP["properties"]["split"], machine.SPLIT_KEYS),
         (STEP["properties"]["email"], machine.EMAIL_KEYS),

@@ -160,9 +160,14 @@ def test_journey_schema_has_every_contract_key() -> None:
     assert set(cron["properties"]) == {"schedule", "timezone", "audience"}
     assert set(defs["entry"]["properties"]) == {"key", "reentry", "cooldown"}
     assert set(schema["properties"]["goal"]["properties"]) == {"event", "if", "within"}
-    kinds = ["wait", "wait_for", "branch", "split", "email", "sms", "webhook", "set", "emit"]
+    kinds = ["wait", "wait_for", "wait_until", "branch", "split", "email", "sms", "webhook"]
+    kinds += ["set", "emit"]
     assert list(defs["step"]["properties"]) == ["id", "next", *kinds, "goto"]
-    assert set(defs["wait_for"]["properties"]) == {"event", "timeout", "on_timeout", "if"}
+    assert set(defs["wait_for"]["properties"]) == {
+        *("event", "timeout", "on_timeout", "if"),
+        *("events", "since"),  # §9
+    }
+    assert set(defs["wait_until"]["properties"]) == {"if", "timeout", "on_timeout", "check_every"}
     email = {"subject", "template", "body", "sendgrid_template_id", "to", "data", "transactional"}
     assert set(defs["email"]["properties"]) == {*email, "frequency_cap"}  # + §9
     assert set(defs["sms"]["properties"]) == {
@@ -376,7 +381,7 @@ def test_step_without_kind() -> None:
         (
             4,
             5,
-            "step 'ask' has no kind: add one of wait, wait_for, branch, split, email, sms, "
+            "step 'ask' has no kind: add one of wait, wait_for, wait_until, branch, split, email, sms, "
             "webhook, set, emit, goto",
         )
     ]

@@ -21,9 +21,16 @@ def _summary(step: Step) -> str:
         if step.at is None:
             return text
         at = step.at.strftime("%H:%M")
+        if step.days is not None and len(step.days) < 7:
+            at += " on " + "/".join(durations.WEEKDAYS[d] for d in sorted(step.days))
         return f"{text} then {at} local" if step.duration else f"wait until {at} local"
     if step.kind == "wait_for":
-        return f"wait for {step.event} ({durations.format_duration(step.timeout)})"
+        what = step.event or " | ".join(e for e, _, _ in step.alternatives)
+        since = ", since entry" if step.since == "entry" else ""
+        return f"wait for {what} ({durations.format_duration(step.timeout)}{since})"
+    if step.kind == "wait_until":
+        source = step.condition.source if step.condition is not None else ""
+        return f"wait until {source} ({durations.format_duration(step.timeout)})"
     if step.kind == "email":
         subject = step.subject.source if step.subject is not None else step.sendgrid_template_id
         return f"email: {subject}"
@@ -61,8 +68,16 @@ def edges(machine: Machine) -> list[tuple[str, str, str]]:
                 out.append((sid, goto, f"{name} {weight / total:.0%}"))
         elif step.kind == "goto":
             out.append((sid, step.goto or END, ""))
+        elif step.kind == "wait_for" and step.alternatives:
+            for event, condition, goto in step.alternatives:
+                label = event + (f" if {condition.source}" if condition is not None else "")
+                out.append((sid, goto, label))
+            out.append((sid, step.on_timeout or step.next, "timeout"))
         elif step.kind == "wait_for":
             out.append((sid, step.next, str(step.event)))
+            out.append((sid, step.on_timeout or step.next, "timeout"))
+        elif step.kind == "wait_until":
+            out.append((sid, step.next, "condition holds"))
             out.append((sid, step.on_timeout or step.next, "timeout"))
         else:
             out.append((sid, step.next, ""))

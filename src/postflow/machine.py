@@ -34,6 +34,7 @@ END = "end"
 STEP_KINDS = (
     "wait",
     "wait_for",
+    "wait_until",
     "branch",
     "split",
     "email",
@@ -61,7 +62,9 @@ SETTINGS_KEYS = frozenset({"quiet_hours", "send_window"})
 QUIET_HOURS_KEYS = frozenset({"start", "end", "channels"})
 STEP_KEYS = frozenset({"id", "next", *STEP_KINDS})
 WAIT_KEYS = frozenset({"for", "at", "until", "days"})
-WAIT_FOR_KEYS = frozenset({"event", "timeout", "on_timeout", "if"})
+WAIT_FOR_KEYS = frozenset({"event", "events", "since", "timeout", "on_timeout", "if"})
+WAIT_UNTIL_KEYS = frozenset({"if", "timeout", "on_timeout", "check_every"})
+MIN_CHECK_EVERY = 3_600_000_000
 BRANCH_KEYS = frozenset({"if", "goto"})
 SPLIT_KEYS = frozenset({"weight", "goto", "name"})
 EMAIL_KEYS = frozenset(
@@ -137,11 +140,15 @@ class Step:
     at: time | None = None
     days: frozenset[int] | None = None  # wait.days: weekday numbers, Monday 0
     until: expressions.Value | None = None
-    # wait_for
+    # wait_for (and wait_until: condition, timeout, on_timeout, check_every)
     event: str | None = None
     timeout: int = 0
     on_timeout: str | None = None
     condition: expressions.Condition | None = None
+    # wait_for events: (event type, condition or None, goto); since "step" | "entry"
+    alternatives: tuple[tuple[str, expressions.Condition | None, str], ...] = ()
+    since: str = "step"
+    check_every: int | None = None
     # branch: (condition or None, goto); split: (weight, goto, name)
     branches: tuple[tuple[expressions.Condition | None, str], ...] = ()
     splits: tuple[tuple[float, str, str], ...] = ()
@@ -187,6 +194,7 @@ class Machine:
     tags: tuple[str, ...] = ()
     filter: expressions.Condition | None = None  # §9: re-checked at entry and each message
     send_window: SendWindow | None | bool = True  # True: the configured default; False: none
+    since_types: frozenset[str] = frozenset()  # event types a `since: entry` wait_for may want
     # What the version hash covers, kept so the daemon can store this exact version in its
     # database and compile it again after the file changed (instances stay pinned to it).
     data: Any = field(default=None, compare=False, repr=False)
@@ -447,6 +455,12 @@ class Compiler:
             tags=self.tags,
             filter=self.condition(("filter",), data.get("filter")),
             send_window=window,
+            since_types=frozenset(
+                t
+                for st in steps.values()
+                if st.kind == "wait_for" and st.since == "entry"
+                for t in ([st.event] if st.event else [a[0] for a in st.alternatives])
+            ),
             data=data,
             templates=tuple(sorted(self.template_files.items())),
         )
@@ -528,12 +542,36 @@ class Compiler:
                 days=weekdays(body["days"]) if "days" in body else None,
             )
         if kind == "wait_for":
+            alternatives = tuple(
+                (e["event"], self.condition((*here, "events", i, "if"), e.get("if")), e["goto"])
+                for i, e in enumerate(body.get("events") or ())
+            )
             return Step(
                 **common,
-                event=body["event"],
+                event=body.get("event"),
                 timeout=self.duration((*here, "timeout"), body["timeout"]),
                 on_timeout=body.get("on_timeout"),
                 condition=self.condition((*here, "if"), body.get("if")),
+                alternatives=alternatives,
+                since=str(body.get("since", "step")),
+            )
+        if kind == "wait_until":
+            every: int | None = None
+            if "check_every" in body:
+                try:
+                    every = durations.parse_duration(str(body["check_every"]))
+                except durations.DurationError as exc:
+                    self.error((*here, "check_every"), str(exc))
+                else:
+                    if every < MIN_CHECK_EVERY:
+                        self.error((*here, "check_every"), "check_every must be at least 1h")
+                        every = None
+            return Step(
+                **common,
+                condition=self.condition((*here, "if"), body["if"]),
+                timeout=self.duration((*here, "timeout"), body["timeout"]),
+                on_timeout=body.get("on_timeout"),
+                check_every=every,
             )
         if kind == "branch":
             return Step(

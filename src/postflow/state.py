@@ -57,7 +57,7 @@ class Instance:
     step: str | None = None
     step_started: int = 0
     wake_at: int | None = None
-    waiting: str | None = None  # "wait" | "wait_for" | "hold" (quiet hours) | None
+    waiting: str | None = None  # "wait" | "wait_for" | "wait_until" | "hold" | None
     last_event: dict[str, Any] | None = None
     vars: dict[str, Any] = field(default_factory=dict)
     variant: str | None = None
@@ -68,6 +68,8 @@ class Instance:
     messages: int = 0
     steps_at: int | None = None
     steps: int = 0
+    seen: list[dict[str, Any]] = field(default_factory=list)
+    """Views of events applied since entry that a ``since: entry`` wait_for may want (§9)."""
 
     def clone(self) -> Instance:
         # Hand-written (not dataclasses.replace): cloning is on the engine's hot path.
@@ -95,6 +97,7 @@ class Instance:
             self.messages,
             self.steps_at,
             self.steps,
+            list(self.seen) if self.seen else [],
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -138,6 +141,8 @@ class Instance:
             doc["steps_at"] = self.steps_at
         if self.steps:
             doc["steps"] = self.steps
+        if self.seen:
+            doc["seen"] = self.seen
         return doc
 
     @classmethod
@@ -167,6 +172,7 @@ class Instance:
                 get("messages", 0),
                 get("steps_at"),
                 get("steps", 0),
+                get("seen") or [],
             )
         except (KeyError, TypeError) as exc:
             raise StateFormatError(f"instance without {exc}") from None

@@ -23,6 +23,8 @@ from postflow.state import ACTIVE, ENDED, CustomerState, Instance
 from postflow.world import SuppressionLookup, World
 
 MAX_EMIT_CHAIN = 32
+MAX_SEEN = 64
+"""Events kept per instance for ``since: entry`` (the newest win)."""
 MAX_STEPS_PER_INSTANT = 10_000
 _MAX_INT = (1 << 63) - 1
 
@@ -215,18 +217,32 @@ class Transition:
                 continue
             if self.check_exit(machine, inst, view, etype):
                 continue
+            resumed = False
             if inst.waiting == "wait_for" and inst.step is not None:
+                step = self.step_of(machine, inst, inst.step)
+                if step is not None and self.now < inst.step_started + step.timeout:
+                    goto = self.matching(inst, step, view)
+                    if goto is not None:
+                        resumed = True
+                        inst.last_event = view
+                        inst.wake_at = None
+                        inst.waiting = None
+                        self.advance(machine, inst, goto)
+            elif inst.waiting == "wait_until" and inst.step is not None:
                 step = self.step_of(machine, inst, inst.step)
                 if (
                     step is not None
-                    and step.event == etype
                     and self.now < inst.step_started + step.timeout
-                    and (step.condition is None or step.condition(self.scope(inst, view)))
+                    and step.condition is not None
+                    and step.condition(self.scope(inst))
                 ):
-                    inst.last_event = view
                     inst.wake_at = None
                     inst.waiting = None
                     self.advance(machine, inst, step.next)
+            if not resumed and etype in machine.since_types:
+                inst.seen.append(view)
+                if len(inst.seen) > MAX_SEEN:
+                    del inst.seen[: len(inst.seen) - MAX_SEEN]
         for machine in self.world.by_event.get(etype, ()):
             trigger = machine.trigger
             if trigger.condition is not None:
@@ -258,6 +274,8 @@ class Transition:
             inst.waiting = None
             if waiting == "wait_for":
                 self.advance(machine, inst, step.on_timeout or step.next)
+            elif waiting == "wait_until":
+                self.check_until(machine, inst, step)
             elif waiting == "hold":
                 if self.safe_step(machine, inst, step, released=True):
                     self.advance(machine, inst, step.next)
@@ -513,9 +531,19 @@ class Transition:
                 return False
             return True
         if kind == "wait_for":
+            if step.since == "entry":
+                goto = self.already_happened(inst, step)
+                if goto is not None:
+                    return goto
             inst.wake_at = now + step.timeout
             inst.waiting = "wait_for"
             return False
+        if kind == "wait_until":
+            if step.condition is not None and step.condition(self.scope(inst)):
+                return True
+            if self.until_next(inst, step):
+                return False
+            return step.on_timeout or True  # timeout 0s: timed out at once
         if kind == "branch":
             scope = self.scope(inst)
             for condition, goto in step.branches:
@@ -536,6 +564,61 @@ class Transition:
             messages.webhook(self, inst, step)
             return True
         raise StepError(f"unknown step kind {kind!r}")  # pragma: no cover - schema forbids
+
+    # -- wait_for with events and since, wait_until (§9) ------------------------------------
+    def matching(self, inst: Instance, step: Step, view: dict[str, Any]) -> str | None:
+        """Where an event resumes a waiting ``wait_for``: its ``next``, or with ``events`` the
+        ``goto`` of the first entry it matches; None when it does not match."""
+        etype = view.get("type")
+        if step.alternatives:
+            for event, condition, goto in step.alternatives:
+                if event == etype and (condition is None or condition(self.scope(inst, view))):
+                    return goto
+            return None
+        if step.event == etype and (
+            step.condition is None or step.condition(self.scope(inst, view))
+        ):
+            return step.next
+        return None
+
+    def already_happened(self, inst: Instance, step: Step) -> str | None:
+        """``since: entry``: the newest event applied since entry (never the trigger, never
+        one that resumed this instance) that matches goes on at once, as ``last_event``."""
+        for index in range(len(inst.seen) - 1, -1, -1):
+            view = inst.seen[index]
+            goto = self.matching(inst, step, view)
+            if goto is not None:
+                del inst.seen[index]  # it has resumed this instance now
+                inst.last_event = view
+                return goto
+        return None
+
+    def until_next(self, inst: Instance, step: Step) -> bool:
+        """Block a ``wait_until`` until its next check or its timeout, whichever is first;
+        False when the timeout is now (nothing to wait for)."""
+        deadline = inst.step_started + step.timeout
+        wake = deadline
+        if step.check_every:
+            elapsed = self.now - inst.step_started
+            following = inst.step_started + (elapsed // step.check_every + 1) * step.check_every
+            wake = min(wake, following)
+        if wake <= self.now:
+            return False
+        inst.wake_at = wake
+        inst.waiting = "wait_until"
+        return True
+
+    def check_until(self, machine: Machine, inst: Instance, step: Step) -> None:
+        """A ``wait_until`` timer: a scheduled check (the one on the timeout instant first),
+        then the timeout."""
+        deadline = inst.step_started + step.timeout
+        checks = step.check_every and (self.now - inst.step_started) % step.check_every == 0
+        if (checks or self.now < deadline) and step.condition is not None:
+            if step.condition(self.scope(inst)):
+                self.advance(machine, inst, step.next)
+                return
+        if self.now >= deadline or not self.until_next(inst, step):
+            self.advance(machine, inst, step.on_timeout or step.next)
 
     def held_until(self, machine: Machine, kind: str) -> int | None:
         """When a message decided now may go out: the first moment inside the send window

@@ -29,8 +29,9 @@ def _breaks_loop(step: dict[str, Any]) -> bool:
     """A step that always lets logical time pass: a positive ``wait`` or a ``wait_for`` with a
     positive timeout (at 0s it times out at the same instant)."""
     wait = step.get("wait")
-    if "wait_for" in step:
-        text = step["wait_for"].get("timeout") if isinstance(step["wait_for"], dict) else None
+    waiting = step.get("wait_for", step.get("wait_until"))
+    if waiting is not None:
+        text = waiting.get("timeout") if isinstance(waiting, dict) else None
     elif isinstance(wait, str):
         text = wait
     elif isinstance(wait, dict):
@@ -63,10 +64,16 @@ def _edges(step: dict[str, Any], index: int, following: str) -> list[tuple[str, 
         return out
     if kind == "split":
         return [(s["goto"], (*base, "split", i, "goto")) for i, s in enumerate(body)]
-    if kind == "wait_for":
-        out = [implicit]
+    if kind in ("wait_for", "wait_until"):
+        events = body.get("events") if kind == "wait_for" else None
+        if isinstance(events, list):
+            out = [(e["goto"], (*base, kind, "events", i, "goto")) for i, e in enumerate(events)]
+        else:
+            out = [implicit]
         if "on_timeout" in body:
-            out.append((body["on_timeout"], (*base, "wait_for", "on_timeout")))
+            out.append((body["on_timeout"], (*base, kind, "on_timeout")))
+        elif isinstance(events, list):
+            out.append(implicit)  # a timeout goes to the next step
         return out
     return [implicit]
 
