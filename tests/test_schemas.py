@@ -183,7 +183,7 @@ def test_config_schema_has_every_contract_key() -> None:
     assert set(props) == {
         *("database", "journeys", "templates", "catalog", "timezone", "default_region"),
         *("purchase_event", "quiet_hours", "limits", "channels", "dispatch", "worker", "http"),
-        *("log", "send_window"),  # send_window: §9
+        *("log", "send_window", "history"),  # send_window, history: §9
     }
     channels = props["channels"]["properties"]
     assert set(channels["email"]["properties"]) == {

@@ -52,6 +52,8 @@ class Settings:
     tag_limits: Mapping[str, Mapping[str, Limit]] = field(default_factory=dict)
     """tag -> channel -> limit (``limits.tags``)."""
     send_window: SendWindow | None = None
+    history_keep: int = 400 * 86_400_000_000
+    """``history.keep``: how far back expressions see applied events."""
 
 
 def find_config(explicit: str | os.PathLike[str] | None) -> Path | None:
@@ -151,6 +153,14 @@ def _resolve(
         except durations.DurationError as exc:
             problem(("quiet_hours",), str(exc))
 
+    keep = 400 * 86_400_000_000
+    history_conf = data.get("history") or {}
+    if "keep" in history_conf:
+        try:
+            keep = durations.parse_duration(str(history_conf["keep"]))
+        except durations.DurationError as exc:
+            problem(("history", "keep"), str(exc))
+
     window: SendWindow | None = None
     sw = data.get("send_window")
     if isinstance(sw, Mapping):
@@ -227,6 +237,7 @@ def _resolve(
         limits=limits,
         tag_limits=tag_limits,
         send_window=window,
+        history_keep=keep,
         raw=data,
     )
 

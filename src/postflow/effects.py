@@ -57,3 +57,7 @@ class Advance:
     emitted: list[Event] = field(default_factory=list)
     unapplied: list[Event] = field(default_factory=list)
     next_wake: int | None = None
+    history: list[tuple[str, int, dict[str, Any]]] | None = None
+    """The customer's event history after this call (None: no journey uses history)."""
+    applied_at: list[tuple[int, int]] = field(default_factory=list)
+    """(seq, effective at) of each given event applied, when history is kept."""

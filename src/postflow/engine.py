@@ -24,7 +24,8 @@ can be advanced in any order, by any number of workers. What one input does is i
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 from postflow.effects import Advance, OutboundMessage
 from postflow.events import Event
@@ -57,6 +58,7 @@ def advance(
     suppressions: SuppressionLookup = NO_SUPPRESSIONS,
     first_sighting: Callable[[str], bool] | None = None,
     owned: bool = False,
+    history: Sequence[tuple[str, int, dict[str, Any]]] | None = None,
 ) -> Advance:
     """Apply every input of one customer that is due at or before ``until``.
 
@@ -76,6 +78,8 @@ def advance(
     else:
         private = state if owned else state.clone()
     run = Transition(world, private, suppressions)
+    if world.uses_history:
+        run.history = list(history or ())
     queue = [(event.at, order, event) for order, event in enumerate(events)]
     if len(queue) > 1:
         heapq.heapify(queue)
@@ -119,9 +123,13 @@ def advance(
             event = heapq.heappop(queue)[2]
             if event.backfill:  # history import: profile facts only, at no logical time
                 run.on_backfill(event)
+                if run.history is not None:
+                    run.outcome.applied_at.append((event.seq, event.at))
                 continue
             run.begin(event.at, event.depth)
             run.on_event(event)
+            if run.history is not None:
+                run.outcome.applied_at.append((event.seq, run.now))
         else:
             break
         instances = private.instances  # prune may have replaced the list
@@ -138,4 +146,8 @@ def advance(
     if queue:
         outcome.unapplied = [item[2] for item in sorted(queue)]
     outcome.next_wake = private.next_wake()
+    if run.history is not None:
+        latest = max(until if until < _NEVER else 0, private.processed_at or 0)
+        floor = latest - world.settings.history_keep
+        outcome.history = [entry for entry in run.history if entry[1] > floor]
     return outcome

@@ -49,7 +49,7 @@ from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.utils import missing, object_type_repr
 
-from postflow import durations, expressions_fast
+from postflow import durations, expressions_fast, history
 from postflow.expressions_compare import RewriteCompares, comparison_tests, lenient, strict
 from postflow.expressions_syntax import (
     ExpressionSyntaxError as ExpressionSyntaxError,  # re-exported: callers catch it from here
@@ -95,6 +95,8 @@ class Helpers:
 
     zone: ZoneInfo = _UTC
     catalog: Mapping[str, Any] = field(default_factory=dict)
+    purchase_event: str = "order_placed"
+    history_keep: int = 400 * 86_400_000_000
 
 
 def _helpers(context: Context) -> Helpers:
@@ -320,6 +322,9 @@ def _setup(env: _Environment, norm: Callable[[Any], Any]) -> _Environment:
         duration=_duration,
         is_anniversary=_is_anniversary,
         catalog=_catalog,
+        count_events=history.count_events,
+        last_event_of=history.last_event_of,
+        purchased=history.purchased,
     )
     env.filters["default"] = env.filters["d"] = _default
     env.tests.update(comparison_tests(norm))
@@ -543,7 +548,9 @@ def compile_template(source: str, *, autoescape: bool = False, name: str | None 
 # -- names -----------------------------------------------------------------------------------
 SCOPE_NAMES = frozenset({"customer", "trigger", "event", "last_event", "vars", "instance", "now"})
 """The names the engine puts in every scope (contract §2)."""
-FUNCTION_NAMES = frozenset({"days_since", "hours_since", "duration", "is_anniversary", "catalog"})
+FUNCTION_NAMES = frozenset(
+    {"days_since", "hours_since", "duration", "is_anniversary", "catalog", *history.NAMES}
+)
 """postflow's own functions (contract §2), for "did you mean" hints."""
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from postflow import durations, expressions
+from postflow import durations, expressions, history
 from postflow.loader import Document
 from postflow.problems import Problem
 
@@ -195,6 +195,7 @@ class Machine:
     filter: expressions.Condition | None = None  # §9: re-checked at entry and each message
     send_window: SendWindow | None | bool = True  # True: the configured default; False: none
     since_types: frozenset[str] = frozenset()  # event types a `since: entry` wait_for may want
+    uses_history: bool = False  # calls count_events / last_event_of / purchased
     # What the version hash covers, kept so the daemon can store this exact version in its
     # database and compile it again after the file changed (instances stay pinned to it).
     data: Any = field(default=None, compare=False, repr=False)
@@ -455,6 +456,10 @@ class Compiler:
             tags=self.tags,
             filter=self.condition(("filter",), data.get("filter")),
             send_window=window,
+            uses_history=history.uses_history(
+                json.dumps(data, default=str)
+                + "".join(text for _, text in sorted(self.template_files.items()))
+            ),
             since_types=frozenset(
                 t
                 for st in steps.values()

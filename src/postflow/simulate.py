@@ -110,6 +110,7 @@ class Simulation:
         self.world = world
         self.store = store or MemoryStore()
         self.outbox = outbox
+        self._history: dict[str, list[tuple[str, int, dict[str, Any]]]] = {}
         self._events: list[tuple[int, int, Event]] = []
         self._stream: Iterator[tuple[int, int, Event]] | None = None
         self._wakes: list[tuple[int, str]] = []
@@ -292,8 +293,11 @@ class Simulation:
                 suppressions=store.suppressions,
                 first_sighting=store.first_sighting,
                 owned=True,
+                history=self._history.get(customer_id),
             )
             store.save(result.state)
+            if result.history is not None:
+                self._history[customer_id] = result.history
             if self.outbox is not None:
                 self.outbox.extend(result.messages)
             wake = result.next_wake

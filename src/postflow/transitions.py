@@ -88,6 +88,8 @@ class Transition:
         self._helpers: expressions.Helpers | None = None
         self._zone: Any = None
         self._scopes: dict[str, dict[str, Any]] = {}
+        self.history: list[tuple[str, int, dict[str, Any]]] | None = None
+        """The customer's applied events (§9), when some journey uses history."""
 
     def begin(self, at: int, depth: int = 0) -> None:
         """Start an input due at ``at``. It is applied at the customer's processed time when
@@ -161,6 +163,7 @@ class Transition:
                 "instance": None,
                 "now": self.now_dt,
                 "_helpers": self.helpers(),
+                "_history": self.history,
             }
         last_event = inst.last_event or inst.trigger
         if event is None:
@@ -188,6 +191,7 @@ class Transition:
             },
             "now": self.now_dt,
             "_helpers": self.helpers(),
+            "_history": self.history,
         }
         if event is None:
             self._scopes[inst.id] = scope
@@ -206,6 +210,8 @@ class Transition:
             self.reset_zone()
         if event.type == self.settings.purchase_event:
             self.purchase_facts(event)
+        if self.history is not None:  # the event being applied counts too
+            self.history.append((event.type, self.now, event.data))
         view = event.view()
         etype = event.type
         for inst in list(self.state.instances):
@@ -260,6 +266,8 @@ class Transition:
             self.reset_zone()
         if event.type == self.settings.purchase_event:
             self.purchase_facts(event)
+        if self.history is not None:
+            self.history.append((event.type, event.at, event.data))
 
     def on_timer(self, inst: Instance) -> None:
         """Fire ``inst``'s timer (due now): end a wait, time a ``wait_for`` out, or release a

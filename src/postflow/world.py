@@ -59,6 +59,7 @@ class World:
     versions: Mapping[tuple[str, str], Machine] = field(default_factory=dict)
     by_event: Mapping[str, tuple[Machine, ...]] = field(default_factory=dict)
     cap_horizon: int = 0  # the longest frequency-cap window: older send history is dropped
+    uses_history: bool = False  # some journey version calls a history function: stores load it
     archive: JourneyVersions | None = None
     _archived: dict[tuple[str, str], Machine | None] = field(
         default_factory=dict, compare=False, repr=False
@@ -96,6 +97,7 @@ class World:
                 default=0,
             ),
             archive=archive,
+            uses_history=any(m.uses_history for m in versions.values()),
         )
 
     def helpers_for(self, zone: Any) -> Helpers:
@@ -103,7 +105,12 @@ class World:
         shared by every input (it holds only the zone and the catalog)."""
         found = self._helpers.get(zone)
         if found is None:
-            found = self._helpers[zone] = Helpers(zone, self.settings.catalog)
+            found = self._helpers[zone] = Helpers(
+                zone,
+                self.settings.catalog,
+                self.settings.purchase_event,
+                self.settings.history_keep,
+            )
         return found
 
     def machine_of(self, instance: Instance) -> Machine | None:

@@ -75,7 +75,8 @@ class Sweeper:
         """Claim one batch, advance it, write it back. Returns what it did."""
         world = self.world()
         audience = self.audience(world)
-        claimed = self.batches.claim(self.owner, until, self.batch, self.lease_us)
+        keep = world.settings.history_keep if world.uses_history else None
+        claimed = self.batches.claim(self.owner, until, self.batch, self.lease_us, keep)
         stats = SweepStats()
         if not claimed:
             return stats
@@ -165,6 +166,7 @@ class Sweeper:
             ticks=ticks,
             suppressions=self.store.suppressions,
             first_sighting=first_sighting,
+            history=claim.history,
         )
         left = {e.seq for e in result.unapplied}
         applied = [e.seq for e in events if e.seq not in left]
@@ -190,6 +192,7 @@ class Sweeper:
             known_since=known,
             ticks_until=watermark,
             applied=applied,
+            applied_at=[(seq, at) for seq, at in result.applied_at if seq],
             emitted=result.emitted,
             records=result.records,
             messages=result.messages,

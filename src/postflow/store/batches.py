@@ -43,6 +43,7 @@ class Claimed:
     known_since: int | None
     ticks_until: int | None
     events: list[Event] = field(default_factory=list)
+    history: list[tuple[str, int, dict[str, Any]]] | None = None
 
 
 @dataclass
@@ -55,6 +56,7 @@ class Outcome:
     known_since: int | None
     ticks_until: int | None
     applied: list[int] = field(default_factory=list)
+    applied_at: list[tuple[int, int]] = field(default_factory=list)  # with history: effective at
     emitted: list[Event] = field(default_factory=list)
     records: list[dict[str, Any]] = field(default_factory=list)
     messages: list[OutboundMessage] = field(default_factory=list)
@@ -70,9 +72,12 @@ class Batches:
         self.engine = store.engine
 
     # -- claiming ----------------------------------------------------------------------------
-    def claim(self, owner: str, until: int, limit: int, lease_us: int) -> list[Claimed]:
+    def claim(
+        self, owner: str, until: int, limit: int, lease_us: int, history_keep: int | None = None
+    ) -> list[Claimed]:
         """Lease up to ``limit`` customers due at or before ``until`` whose lease is free, with
-        their unapplied events (ingestion order)."""
+        their unapplied events (ingestion order) and, given ``history_keep``, their applied
+        events since ``until − history_keep`` (one query per batch, §9)."""
         c = t.customers
         now = wall_us()
         with self.engine.begin() as conn:
@@ -107,7 +112,27 @@ class Batches:
                     .order_by(e.c.seq)
                 ):
                     claimed[cid].events.append(event_from_row(seq, body, backfill, at))
+            if history_keep is not None:
+                self._load_history(conn, claimed, ids, until - history_keep)
         return [claimed[i] for i in ids]
+
+    def _load_history(
+        self, conn: sa.Connection, claimed: dict[str, Claimed], ids: list[str], floor: int
+    ) -> None:
+        e = t.events
+        effective = sa.func.coalesce(e.c.applied_at, e.c.at)
+        for cid in ids:
+            claimed[cid].history = []
+        for part in chunks(ids):
+            for cid, kind, at, body in conn.execute(
+                sa.select(e.c.customer_id, e.c.type, effective, e.c.body)
+                .where(e.c.customer_id.in_(part))
+                .where(e.c.applied.is_(True))
+                .where(effective > floor)
+                .order_by(effective, e.c.seq)
+            ):
+                data = orjson.loads(body).get("data") or {}
+                claimed[cid].history.append((kind, at, data))  # type: ignore[union-attr]
 
     def release(self, owner: str, customer_ids: Sequence[str]) -> None:
         """Give leases back without writing (a worker stopping before it advanced them)."""
@@ -292,9 +317,12 @@ class Batches:
                     for o in mine
                 ],
             )
-            applied = [seq for o in mine for seq in o.applied]
+            applied = [seq for o in mine if not o.applied_at for seq in o.applied]
             for part in chunks(applied):
                 conn.execute(e.update().where(e.c.seq.in_(part)).values(applied=True))
+            effective = [{"s": seq, "a": at} for o in mine for seq, at in o.applied_at]
+            if effective:
+                conn.execute(_APPLIED_AT, effective)
             self._insert_emitted(conn, [ev for o in mine for ev in o.emitted], now)
             self._insert_records(conn, mine, now)
             self._upsert_instances(conn, mine, versions or {})
@@ -510,3 +538,11 @@ def message_from_payload(payload: bytes) -> OutboundMessage:
     doc = orjson.loads(payload)
     doc["headers"] = tuple(tuple(h) for h in doc.get("headers") or ())
     return OutboundMessage(**doc)
+
+
+# Applied events with their effective time, for the history functions (§9).
+_APPLIED_AT = (
+    t.events.update()
+    .where(t.events.c.seq == sa.bindparam("s"))
+    .values(applied=True, applied_at=sa.bindparam("a"))
+)

@@ -78,6 +78,7 @@ events = Table(
     Column("origin", Text, nullable=False, server_default="ingest"),
     Column("ingested_at", BigInteger, nullable=False),
     UniqueConstraint("event_id", name="uq_events_event_id"),
+    Column("applied_at", BigInteger, nullable=True),
 )
 Index(
     "ix_events_pending",
