@@ -463,6 +463,17 @@ def parse_cron(expr: str) -> Cron:
     return Cron(normalised)
 
 
+def next_cron_tick(cron: Cron, zone: ZoneLike, after_us: int) -> int | None:
+    """The first tick strictly after ``after_us`` (within a year and a day), cached: every
+    customer of a zone asks for the same next tick."""
+    return _next_cron_tick(cron, _zone(zone), after_us)
+
+
+@lru_cache(maxsize=16384)
+def _next_cron_tick(cron: Cron, tz: tzinfo, after_us: int) -> int | None:
+    return next(cron_ticks(cron, tz, after_us + 1, after_us + 367 * 86_400 * US_PER_SECOND), None)
+
+
 def cron_ticks(cron: Cron | str, zone: ZoneLike, start_us: int, end_us: int) -> Iterator[int]:
     """Yield every tick in ``[start_us, end_us]``, lazily and strictly increasing.
 

@@ -27,8 +27,10 @@ import heapq
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+from postflow import durations
 from postflow.effects import Advance, OutboundMessage
 from postflow.events import Event
+from postflow.machine import Machine
 from postflow.state import ACTIVE, CustomerState, Instance
 from postflow.transitions import MAX_EMIT_CHAIN, MAX_STEPS_PER_INSTANT, Transition, split_point
 from postflow.world import NO_SUPPRESSIONS, JourneyVersions, SuppressionLookup, World
@@ -59,6 +61,7 @@ def advance(
     first_sighting: Callable[[str], bool] | None = None,
     owned: bool = False,
     history: Sequence[tuple[str, int, dict[str, Any]]] | None = None,
+    tick_until: int | None = None,
 ) -> Advance:
     """Apply every input of one customer that is due at or before ``until``.
 
@@ -85,6 +88,8 @@ def advance(
         heapq.heapify(queue)
     order = len(queue)
     pending_ticks = sorted(ticks, reverse=True) if ticks else []
+    local = world.local_audience
+    tick_limit = until if tick_until is None else min(until, tick_until)
     emitted = run.outcome.emitted
     handled = 0
     instances = private.instances
@@ -103,14 +108,23 @@ def advance(
         tick_at = _NEVER
         if pending_ticks:
             tick_at = max(pending_ticks[-1][0], floor)
+        local_at, local_journey = _NEVER, ""
+        if local and processed is not None:
+            local_at, local_journey = _next_local_tick(run, local)
+            if local_at > tick_limit:
+                local_at = _NEVER
         event_at = _NEVER
         if queue:
             event_at = max(queue[0][0], floor)
-        if timer is not None and timer_at <= tick_at and timer_at <= event_at:
+        if timer is not None and timer_at <= min(tick_at, local_at) and timer_at <= event_at:
             if timer_at > until:
                 break
             run.begin(timer_at)
             run.on_timer(timer)
+        elif local_at <= event_at and (local_at, local_journey) < (tick_at, _last(pending_ticks)):
+            run.begin(local_at)
+            private.local_ticks[local_journey] = local_at
+            run.on_tick(local_journey, local_at)
         elif tick_at <= event_at and pending_ticks:
             if tick_at > until:
                 break
@@ -132,6 +146,9 @@ def advance(
                 run.outcome.applied_at.append((event.seq, run.now))
         else:
             break
+        if local:
+            for machine in local:  # first seen with the journey: its ticks start after now
+                private.local_ticks.setdefault(machine.id, run.now)
         instances = private.instances  # prune may have replaced the list
         # Emitted events join the queue behind every event already given for their time.
         while handled < len(emitted):
@@ -146,8 +163,34 @@ def advance(
     if queue:
         outcome.unapplied = [item[2] for item in sorted(queue)]
     outcome.next_wake = private.next_wake()
+    if local and private.processed_at is not None:
+        at, _ = _next_local_tick(run, local)
+        if at != _NEVER and (tick_until is None or at <= tick_until):
+            wake = outcome.next_wake
+            outcome.next_wake = at if wake is None or at < wake else wake
     if run.history is not None:
         latest = max(until if until < _NEVER else 0, private.processed_at or 0)
         floor = latest - world.settings.history_keep
         outcome.history = [entry for entry in run.history if entry[1] > floor]
     return outcome
+
+
+def _last(pending: list[tuple[int, str]]) -> str:
+    return pending[-1][1] if pending else ""
+
+
+def _next_local_tick(run: Transition, local: tuple[Machine, ...]) -> tuple[int, str]:
+    """The customer's next ``timezone: customer`` tick: (instant, journey id), in the zone
+    their profile has now (§9); ties by journey id."""
+    best = (_NEVER, "")
+    zone = run.zone()
+    seen = run.state.local_ticks
+    for machine in local:
+        after = seen.get(machine.id)
+        schedule = machine.trigger.schedule
+        if after is None or schedule is None:
+            continue
+        at = durations.next_cron_tick(schedule, zone, after)
+        if at is not None and (at, machine.id) < best:
+            best = (at, machine.id)
+    return best

@@ -105,6 +105,7 @@ class Trigger:
     schedule: durations.Cron | None = None
     zone: ZoneInfo | None = None
     audience: expressions.Condition | None = None
+    local: bool = False  # timezone: customer — the cron read in each customer's own zone (§9)
 
 
 @dataclass(frozen=True)
@@ -510,12 +511,11 @@ class Compiler:
                 cron = durations.parse_cron(str(data["schedule"]))
             except durations.DurationError as exc:
                 self.error(("trigger", "schedule"), str(exc))
+            audience = self.condition(("trigger", "audience"), data.get("audience"))
+            if data.get("timezone") == "customer":
+                return Trigger(schedule=cron, audience=audience, local=True)
             zone = self.zone(("trigger", "timezone"), data.get("timezone", "UTC"))
-            return Trigger(
-                schedule=cron,
-                zone=zone,
-                audience=self.condition(("trigger", "audience"), data.get("audience")),
-            )
+            return Trigger(schedule=cron, zone=zone, audience=audience)
         return Trigger(
             event=data["event"], condition=self.condition(("trigger", "if"), data.get("if"))
         )

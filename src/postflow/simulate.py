@@ -111,6 +111,7 @@ class Simulation:
         self.store = store or MemoryStore()
         self.outbox = outbox
         self._history: dict[str, list[tuple[str, int, dict[str, Any]]]] = {}
+        self._tick_end: int | None = None
         self._events: list[tuple[int, int, Event]] = []
         self._stream: Iterator[tuple[int, int, Event]] | None = None
         self._wakes: list[tuple[int, str]] = []
@@ -237,6 +238,7 @@ class Simulation:
         if self.first_at is None or self.last_at is None:
             return
         tick_end = until if until is not None else self.last_at
+        self._tick_end = tick_end
         self._timer_end = until if until is not None else _years_after(self.last_at, HORIZON)
         event_end = until if until is not None else NEVER
         ticks = self._cron(tick_end)
@@ -294,6 +296,7 @@ class Simulation:
                 first_sighting=store.first_sighting,
                 owned=True,
                 history=self._history.get(customer_id),
+                tick_until=self._tick_end,
             )
             store.save(result.state)
             if result.history is not None:

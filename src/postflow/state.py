@@ -198,6 +198,9 @@ class CustomerState:
     last_entered: dict[str, int] = field(default_factory=dict)
     keys: dict[str, list[str]] = field(default_factory=dict)
     sent: list[Sent] = field(default_factory=list)
+    local_ticks: dict[str, int] = field(default_factory=dict)
+    """``timezone: customer`` audience journeys: the last local tick handled (or when the
+    customer was first seen with the journey: ticks at that instant are not theirs)."""
 
     def clone(self) -> CustomerState:
         return CustomerState(
@@ -209,6 +212,7 @@ class CustomerState:
             dict(self.last_entered),
             {k: list(v) for k, v in self.keys.items()} if self.keys else {},
             list(self.sent),
+            dict(self.local_ticks) if self.local_ticks else {},
         )
 
     def next_wake(self) -> int | None:
@@ -244,6 +248,8 @@ class CustomerState:
             doc["last_entered"] = self.last_entered
         if self.keys:
             doc["keys"] = self.keys
+        if self.local_ticks:
+            doc["local_ticks"] = self.local_ticks
         if self.sent:
             doc["sent"] = [[c, at, list(tags)] if tags else [c, at] for c, at, tags in self.sent]
         return orjson.dumps(doc)
@@ -273,6 +279,7 @@ class CustomerState:
                 last_entered=doc.get("last_entered", {}),
                 keys=doc.get("keys", {}),
                 sent=[(e[0], e[1], tuple(e[2]) if len(e) > 2 else ()) for e in doc.get("sent", ())],
+                local_ticks=doc.get("local_ticks", {}),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise StateFormatError(f"state document is broken: {exc}") from None

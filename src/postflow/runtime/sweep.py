@@ -57,7 +57,11 @@ class Sweeper:
 
     @staticmethod
     def audience(world: engine.World) -> list[Machine]:
-        return [m for m in world.machines.values() if m.trigger.schedule is not None]
+        return [
+            m
+            for m in world.machines.values()
+            if m.trigger.schedule is not None and not m.trigger.local
+        ]
 
     def run_until(
         self, until: int, *, should_stop: Callable[[], bool] = lambda: False

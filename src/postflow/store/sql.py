@@ -414,6 +414,15 @@ class SqlStore:
                 conn.execute(self._upsert(t.deployments).on_conflict_do_nothing(), rows)
                 for row in rows:
                     deployed.setdefault(row["journey"], at)
+                if any(m.trigger.local for m in new):
+                    # timezone: customer ticks are each customer's own: wake everyone once
+                    # so each learns the journey (its ticks start then, §9).
+                    c = t.customers
+                    conn.execute(
+                        c.update()
+                        .where(sa.or_(c.c.due_at.is_(None), c.c.due_at > at))
+                        .values(due_at=at)
+                    )
         return deployed
 
     # -- reading -----------------------------------------------------------------------------
