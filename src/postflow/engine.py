@@ -82,7 +82,9 @@ def advance(
         private = state if owned else state.clone()
     run = Transition(world, private, suppressions)
     if world.uses_history:
-        run.history = list(history or ())
+        # Owned: the caller hands the list over (simulate keeps one per customer), so events
+        # are appended in place instead of copying a long history on every call.
+        run.history = history if owned and isinstance(history, list) else list(history or ())
     queue = [(event.at, order, event) for order, event in enumerate(events)]
     if len(queue) > 1:
         heapq.heapify(queue)
@@ -171,7 +173,10 @@ def advance(
     if run.history is not None:
         latest = max(until if until < _NEVER else 0, private.processed_at or 0)
         floor = latest - world.settings.history_keep
-        outcome.history = [entry for entry in run.history if entry[1] > floor]
+        kept = run.history
+        if any(entry[1] <= floor for entry in kept[:8]):  # old entries lead: drop them
+            kept = [entry for entry in kept if entry[1] > floor]
+        outcome.history = kept
     return outcome
 
 
