@@ -137,3 +137,13 @@ def test_filter_errors_are_located(proj: Project) -> None:
     proj.journey("vip", VIP.replace('"customer.vip == true"', '"customer.vip =="'))
     loaded = project_module.load_journeys([proj.root / "journeys"], proj.root / "templates")
     assert [(p.line, p.col) for p in loaded.errors] == [(4, 9)]
+
+
+def test_graph_shows_the_filter_on_the_way_in(proj: Project) -> None:
+    from postflow import graph
+    from postflow import project as project_module
+
+    proj.journey("vip", VIP)
+    machines = project_module.require_journeys([proj.root / "journeys"], proj.root / "templates")
+    (start,) = [e for e in graph.edges(machines["vip"]) if e[0] == graph.START]
+    assert start[2] == "order_placed · filter customer.vip == true"

@@ -54,6 +54,10 @@ def edges(machine: Machine) -> list[tuple[str, str, str]]:
         schedule = trig.schedule.expr if trig.schedule else ""
         audience = f" if {trig.audience.source}" if trig.audience else ""
         start_label = f"schedule {schedule}{audience}"
+    if trig.local:
+        start_label += " (customer's time)"
+    if machine.filter is not None:  # §9: re-checked before each message too
+        start_label += f" · filter {machine.filter.source}"
     out: list[tuple[str, str, str]] = [(START, machine.first, start_label)]
     for sid in machine.order:
         step = machine.steps[sid]
