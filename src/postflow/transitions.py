@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from datetime import date, datetime
 from typing import Any
 
-from postflow import durations, expressions, messages
+from postflow import durations, expressions, messages, waits
 from postflow.effects import Advance
 from postflow.events import Event
 from postflow.machine import END, Machine, Step
@@ -227,7 +227,7 @@ class Transition:
             if inst.waiting == "wait_for" and inst.step is not None:
                 step = self.step_of(machine, inst, inst.step)
                 if step is not None and self.now < inst.step_started + step.timeout:
-                    goto = self.matching(inst, step, view)
+                    goto = waits.matching(self, inst, step, view)
                     if goto is not None:
                         resumed = True
                         inst.last_event = view
@@ -283,7 +283,7 @@ class Transition:
             if waiting == "wait_for":
                 self.advance(machine, inst, step.on_timeout or step.next)
             elif waiting == "wait_until":
-                self.check_until(machine, inst, step)
+                waits.check_until(self, machine, inst, step)
             elif waiting == "hold":
                 if self.safe_step(machine, inst, step, released=True):
                     self.advance(machine, inst, step.next)
@@ -521,7 +521,7 @@ class Transition:
         now = self.now
         if kind == "email" or kind == "sms":
             if not released:
-                release = self.held_until(machine, kind)
+                release = waits.held_until(self, machine, kind)
                 if release is not None:
                     inst.wake_at = release
                     inst.waiting = "hold"
@@ -540,7 +540,7 @@ class Transition:
             return True
         if kind == "wait_for":
             if step.since == "entry":
-                goto = self.already_happened(inst, step)
+                goto = waits.already_happened(self, inst, step)
                 if goto is not None:
                     return goto
             inst.wake_at = now + step.timeout
@@ -549,7 +549,7 @@ class Transition:
         if kind == "wait_until":
             if step.condition is not None and step.condition(self.scope(inst)):
                 return True
-            if self.until_next(inst, step):
+            if waits.until_next(self, inst, step):
                 return False
             return step.on_timeout or True  # timeout 0s: timed out at once
         if kind == "branch":
@@ -572,88 +572,6 @@ class Transition:
             messages.webhook(self, inst, step)
             return True
         raise StepError(f"unknown step kind {kind!r}")  # pragma: no cover - schema forbids
-
-    # -- wait_for with events and since, wait_until (§9) ------------------------------------
-    def matching(self, inst: Instance, step: Step, view: dict[str, Any]) -> str | None:
-        """Where an event resumes a waiting ``wait_for``: its ``next``, or with ``events`` the
-        ``goto`` of the first entry it matches; None when it does not match."""
-        etype = view.get("type")
-        if step.alternatives:
-            for event, condition, goto in step.alternatives:
-                if event == etype and (condition is None or condition(self.scope(inst, view))):
-                    return goto
-            return None
-        if step.event == etype and (
-            step.condition is None or step.condition(self.scope(inst, view))
-        ):
-            return step.next
-        return None
-
-    def already_happened(self, inst: Instance, step: Step) -> str | None:
-        """``since: entry``: the newest event applied since entry (never the trigger, never
-        one that resumed this instance) that matches goes on at once, as ``last_event``."""
-        for index in range(len(inst.seen) - 1, -1, -1):
-            view = inst.seen[index]
-            goto = self.matching(inst, step, view)
-            if goto is not None:
-                del inst.seen[index]  # it has resumed this instance now
-                inst.last_event = view
-                return goto
-        return None
-
-    def until_next(self, inst: Instance, step: Step) -> bool:
-        """Block a ``wait_until`` until its next check or its timeout, whichever is first;
-        False when the timeout is now (nothing to wait for)."""
-        deadline = inst.step_started + step.timeout
-        wake = deadline
-        if step.check_every:
-            elapsed = self.now - inst.step_started
-            following = inst.step_started + (elapsed // step.check_every + 1) * step.check_every
-            wake = min(wake, following)
-        if wake <= self.now:
-            return False
-        inst.wake_at = wake
-        inst.waiting = "wait_until"
-        return True
-
-    def check_until(self, machine: Machine, inst: Instance, step: Step) -> None:
-        """A ``wait_until`` timer: a scheduled check (the one on the timeout instant first),
-        then the timeout."""
-        deadline = inst.step_started + step.timeout
-        checks = step.check_every and (self.now - inst.step_started) % step.check_every == 0
-        if (checks or self.now < deadline) and step.condition is not None:
-            if step.condition(self.scope(inst)):
-                self.advance(machine, inst, step.next)
-                return
-        if self.now >= deadline or not self.until_next(inst, step):
-            self.advance(machine, inst, step.on_timeout or step.next)
-
-    def held_until(self, machine: Machine, kind: str) -> int | None:
-        """When a message decided now may go out: the first moment inside the send window
-        and outside quiet hours (§9), or None when that is now."""
-        quiet = machine.quiet_hours_for(self.settings.quiet_hours)
-        window = machine.send_window_for(self.settings.send_window)
-        if quiet is not None and kind not in quiet.channels:
-            quiet = None
-        if window is not None and kind not in window.channels:
-            window = None
-        zone = self.zone()
-        moment = self.now
-        for _ in range(16):  # each pass moves forward; both settle within a few
-            moved = False
-            if window is not None:
-                opens = durations.window_release(
-                    moment, window.start, window.end, window.days, zone
-                )
-                if opens is not None:
-                    moment, moved = opens, True
-            if quiet is not None:
-                ends = durations.quiet_release(moment, quiet.start, quiet.end, zone)
-                if ends is not None:
-                    moment, moved = ends, True
-            if not moved:
-                break
-        return moment if moment != self.now else None
 
     def split(self, machine: Machine, inst: Instance, step: Step) -> str:
         u = split_point(machine.id, step.id, self.state.customer_id)
