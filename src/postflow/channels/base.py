@@ -102,3 +102,13 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     current = time.time() if now is None else now
     wait = max(0.0, when.timestamp() - current)
     return wait if wait <= MAX_RETRY_AFTER else None
+
+
+MAX_ERROR = 300
+"""Longest ``error`` a channel records: one line, enough for a provider's message."""
+
+
+def one_line(text: str, limit: int = MAX_ERROR) -> str:
+    """``text`` with runs of whitespace (newlines included) as one space, cut to ``limit``."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"

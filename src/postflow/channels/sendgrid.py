@@ -30,6 +30,7 @@ from postflow.channels.base import (
     MAX_RETRY_AFTER,
     ChannelConfigError,
     Delivery,
+    one_line,
     parse_retry_after,
 )
 from postflow.effects import OutboundMessage
@@ -114,9 +115,9 @@ class SendGridChannel:
         except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
             reason = getattr(exc, "reason", exc)
             kind = "timeout" if isinstance(reason, TimeoutError) else "connection_error"
-            return Delivery("retry", self.name, error=_line(f"{kind} {reason}"))
+            return Delivery("retry", self.name, error=one_line(f"{kind} {reason}"))
         except OSError as exc:
-            return Delivery("retry", self.name, error=_line(f"connection_error {exc}"))
+            return Delivery("retry", self.name, error=one_line(f"connection_error {exc}"))
         headers = getattr(response, "headers", None)
         provider_id = headers.get("X-Message-Id") if headers is not None else None
         return Delivery("sent", self.name, provider_id=provider_id)
@@ -127,7 +128,7 @@ class SendGridChannel:
 
 def _refused(exc: http_errors.HTTPError) -> Delivery:
     status = int(getattr(exc, "status_code", 0) or 0)
-    error = _line(f"{status} {_error_message(exc)}")
+    error = one_line(f"{status} {_error_message(exc)}")
     if status == 429:
         return Delivery("retry", "sendgrid", error=error, retry_after=_retry_after(exc.headers))
     if status in RETRY_STATUSES or status >= 500:
@@ -171,8 +172,3 @@ def _retry_after(headers: Mapping[str, str] | None, now: float | None = None) ->
 def _plain(value: Any) -> Any:
     """Template data as JSON would carry it (dates and the like as text)."""
     return orjson.loads(orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS))
-
-
-def _line(text: str, limit: int = 300) -> str:
-    one = " ".join(text.split())
-    return one if len(one) <= limit else one[: limit - 1] + "…"

@@ -23,7 +23,7 @@ from twilio.http.http_client import TwilioHttpClient
 from twilio.http.response import Response
 from twilio.rest import Client
 
-from postflow.channels.base import Delivery, parse_retry_after
+from postflow.channels.base import Delivery, one_line, parse_retry_after
 from postflow.effects import OutboundMessage
 
 DEFAULT_HOST = "https://api.twilio.com"
@@ -81,9 +81,9 @@ class TwilioChannel:
         except TwilioRestException as exc:
             return self._refused(exc.status, exc.code, exc.msg)
         except requests.Timeout as exc:
-            return Delivery("retry", self.name, error=_line(f"timeout {exc}"))
+            return Delivery("retry", self.name, error=one_line(f"timeout {exc}"))
         except requests.RequestException as exc:
-            return Delivery("retry", self.name, error=_line(f"connection_error {exc}"))
+            return Delivery("retry", self.name, error=one_line(f"connection_error {exc}"))
         except TwilioException as exc:  # e.g. the RFC 9457 TwilioServiceException
             status = getattr(exc, "status", 0) or 0
             code = getattr(exc, "code", None)
@@ -92,7 +92,7 @@ class TwilioChannel:
 
     def _refused(self, status: int, code: Any, text: str) -> Delivery:
         text = text.removeprefix("Unable to create record: ")
-        error = _line(f"{code if code is not None else status} {text}")
+        error = one_line(f"{code if code is not None else status} {text}")
         if status == 429 or status >= 500:
             retry_after = getattr(self.http.local, "retry_after", None)
             return Delivery("retry", self.name, error=error, retry_after=retry_after)
@@ -104,8 +104,3 @@ class TwilioChannel:
         session = getattr(self.http, "session", None)
         if session is not None:
             session.close()
-
-
-def _line(text: str, limit: int = 300) -> str:
-    one = " ".join(text.split())
-    return one if len(one) <= limit else one[: limit - 1] + "…"

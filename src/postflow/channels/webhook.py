@@ -28,13 +28,12 @@ from urllib.parse import quote
 import httpx
 import orjson
 
-from postflow.channels.base import Delivery, DeliveryStatus, parse_retry_after
+from postflow.channels.base import Delivery, DeliveryStatus, one_line, parse_retry_after
 from postflow.effects import OutboundMessage
 
 RETRY_STATUSES = frozenset({408, 425, 429})
 """Besides 5xx: statuses that say "not now" rather than "never"."""
 
-MAX_ERROR = 300
 BODY_EXCERPT = 200
 _READ_LIMIT = 64 * 1024  # body bytes read to reuse the connection / quote an error
 _TOKEN = re.compile(r"[-!#$%&'*+.^_`|~0-9a-zA-Z]+")  # RFC 9110 token: header names, methods
@@ -197,12 +196,6 @@ def idempotency_key(message_id: str) -> str:
     if message_id.isascii() and message_id.isprintable() and " " not in message_id:
         return message_id
     return quote(message_id, safe=_KEY_SAFE)
-
-
-def one_line(text: str, limit: int = MAX_ERROR) -> str:
-    """``text`` with runs of whitespace (newlines included) as one space, cut to ``limit``."""
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
 def _detail(exc: Exception) -> str:
