@@ -7,6 +7,7 @@ address, suppression, consent, frequency cap; the first failure is the record's 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -23,12 +24,22 @@ MARKETING_REASONS = frozenset({"unsubscribe", "group_unsubscribe"})
 """Suppression reasons that block marketing only (transactional mail still goes out)."""
 
 
+_MAILBOX = re.compile(r"^[^@\s]+@[^@\s]+$")
+
+
 def normalize_address(address: Any, region: str | None) -> str | None:
     """An email (contains ``@``) lower-cased, else a phone number in E.164. Anything
     unreadable is no address."""
     if isinstance(address, str) and "@" in address:
         return normalize_email(address)
     return normalize_phone(address, region)
+
+
+def is_mailbox(address: str) -> bool:
+    """``local@domain`` with both parts present and no spaces. The engine reads any text with
+    an ``@`` as an address (contract §2); what people type and providers report is held to
+    this before it lands on the suppression list."""
+    return _MAILBOX.match(address) is not None
 
 
 def normalize_email(address: Any) -> str | None:

@@ -9,7 +9,6 @@ given, else the customer postflow last wrote to at that address, else the addres
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from postflow import compliance, events
@@ -20,7 +19,6 @@ from postflow.store.sql import IngestResult, SqlStore
 BLOCK_ALL = ("bounce", "dropped", "spamreport", "stop", "manual")
 BLOCK_MARKETING = ("unsubscribe", "group_unsubscribe")
 REASONS = BLOCK_ALL + BLOCK_MARKETING
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
 
 
 class AddressError(ValueError):
@@ -37,7 +35,7 @@ class Change:
 def normalize(address: str, region: str | None) -> str:
     """The address as suppressions store it (lower-case email, E.164 phone)."""
     found = compliance.normalize_address(address.strip(), region)
-    if found is not None and "@" in found and not _EMAIL.match(found):
+    if found is not None and "@" in found and not compliance.is_mailbox(found):
         found = None  # the engine reads "a@" as an address; a person typing it made a slip
     if found is None:
         hint = f" (default_region is {region})" if region else " (write it with +country code)"

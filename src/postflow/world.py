@@ -61,6 +61,7 @@ class World:
     cap_horizon: int = 0  # the longest frequency-cap window: older send history is dropped
     uses_history: bool = False  # some journey version calls a history function: stores load it
     local_audience: tuple[Machine, ...] = ()  # timezone: customer audience journeys
+    tick_audience: tuple[Machine, ...] = ()  # audience journeys whose cron ticks are stored
     archive: JourneyVersions | None = None
     _archived: dict[tuple[str, str], Machine | None] = field(
         default_factory=dict, compare=False, repr=False
@@ -100,6 +101,9 @@ class World:
             archive=archive,
             uses_history=any(m.uses_history for m in versions.values()),
             local_audience=tuple(m for m in ordered if m.trigger.local),
+            tick_audience=tuple(
+                m for m in ordered if m.trigger.schedule is not None and not m.trigger.local
+            ),
         )
 
     def helpers_for(self, zone: Any) -> Helpers:

@@ -26,7 +26,7 @@ from xml.sax.saxutils import escape
 
 import orjson
 
-from postflow.compliance import normalize_email
+from postflow.compliance import is_mailbox, normalize_email
 from postflow.durations import MAX_INSTANT, MIN_INSTANT, US_PER_SECOND, format_instant
 from postflow.events import SUPPRESSED, UNSUPPRESSED
 
@@ -53,7 +53,6 @@ _OPT_OUT_TYPES: dict[str, Literal["stop", "start", "help"]] = {
     "HELP": "help",
 }
 _XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
-_MAILBOX = re.compile(r"^[^@\s]+@[^@\s]+$")
 _TWIML_EMPTY = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
 
 
@@ -111,7 +110,7 @@ def _address(value: Any) -> str | None:
     """A normalised email that could be a mailbox (``local@domain``, at most 320 characters):
     a provider's junk (``"@"``, a 100 KB string) must not land on the suppression list."""
     found = normalize_email(value)
-    if found is None or len(found) > 320 or not _MAILBOX.match(found):
+    if found is None or len(found) > 320 or not is_mailbox(found):
         return None
     return found
 

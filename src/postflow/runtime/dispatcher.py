@@ -163,15 +163,14 @@ class Dispatcher:
             self._renewed = time.monotonic()
             futures: list[Future[None]] = []
             try:
-                futures = [
-                    self._lanes[id(ch)].pool.submit(
-                        self._pooled, q, self._lanes[id(ch)], total, should_stop
-                    )
-                    for q in claimed
-                    if (ch := self.channels.get(q.message.channel)) is not None
-                    and id(ch) in self._lanes
-                ]
-                inline = deque(q for q in claimed if not self._is_pooled(q))
+                inline: deque[Queued] = deque()
+                for q in claimed:
+                    target = self._lane_of(q)
+                    if target is None:
+                        inline.append(q)
+                    else:
+                        job = target.pool.submit(self._pooled, q, target, total, should_stop)
+                        futures.append(job)
                 while inline and not should_stop():
                     self._renew_if_due()
                     item = inline.popleft()
@@ -192,9 +191,11 @@ class Dispatcher:
                     self.outbox.release(self.owner, unsent)
         return total
 
-    def _is_pooled(self, item: Queued) -> bool:
+    def _lane_of(self, item: Queued) -> Lane | None:
+        """The lane of a network channel; None for local channels (and unknown ones, which
+        fail inline)."""
         channel = self.channels.get(item.message.channel)
-        return channel is not None and id(channel) in self._lanes
+        return None if channel is None else self._lanes.get(id(channel))
 
     def _wait(self, futures: list[Future[None]]) -> None:
         pending = set(futures)

@@ -145,11 +145,7 @@ class Runtime:
         self.store.deploy(machines.values(), now)
 
     def audience(self) -> list[Machine]:
-        return [
-            m
-            for m in self.world.machines.values()
-            if m.trigger.schedule is not None and not m.trigger.local
-        ]
+        return list(self.world.tick_audience)
 
     def prepare(self, now: int) -> None:
         """Deploy journeys not yet deployed and write the cron ticks that have come."""

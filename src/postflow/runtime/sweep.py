@@ -57,11 +57,7 @@ class Sweeper:
 
     @staticmethod
     def audience(world: engine.World) -> list[Machine]:
-        return [
-            m
-            for m in world.machines.values()
-            if m.trigger.schedule is not None and not m.trigger.local
-        ]
+        return list(world.tick_audience)
 
     def run_until(
         self, until: int, *, should_stop: Callable[[], bool] = lambda: False
