@@ -10,6 +10,7 @@ given, else the customer postflow last wrote to at that address, else the addres
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from postflow import compliance, events
 from postflow.durations import format_instant
@@ -56,12 +57,26 @@ def change(
     """Ingest the event that suppresses (or lifts the suppression of) ``address`` at ``at``."""
     normalized = normalize(address, store.settings.default_region)
     owner = customer_id or Outbox(store).owners([normalized]).get(normalized) or normalized
-    event = events.parse_event(
-        {
-            "type": "address_suppressed" if suppressed else "address_unsuppressed",
-            "customer_id": owner,
-            "at": format_instant(at),
-            "data": {"address": normalized, "reason": reason},
-        }
-    )
+    event = events.parse_event(change_event(normalized, reason, owner, at, suppressed=suppressed))
     return Change(normalized, owner, store.ingest([event]))
+
+
+def change_event(
+    address: str,
+    reason: str,
+    customer_id: str,
+    at: int,
+    *,
+    suppressed: bool = True,
+    event_id: str | None = None,
+) -> dict[str, Any]:
+    """The reserved event (as an event object) that suppresses ``address`` at ``at``, or lifts
+    its suppression: what ``postflow suppress``, a provider's refusal and its callbacks raise."""
+    obj: dict[str, Any] = {} if event_id is None else {"id": event_id}
+    obj.update(
+        type=events.SUPPRESSED if suppressed else events.UNSUPPRESSED,
+        customer_id=customer_id,
+        at=format_instant(at),
+        data={"address": address, "reason": reason},
+    )
+    return obj

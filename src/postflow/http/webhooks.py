@@ -31,12 +31,12 @@ from starlette.responses import Response
 from postflow import events
 from postflow.compliance import normalize_phone
 from postflow.config import Settings
-from postflow.durations import format_instant
 from postflow.http import provider_events as pe
 from postflow.http import signatures
 from postflow.store import database
 from postflow.store.outbox import Outbox, SentRef
 from postflow.store.sql import SqlStore, wall_us
+from postflow.suppression import change_event
 
 log = logging.getLogger("postflow.http")
 
@@ -150,15 +150,8 @@ class Callbacks:
         if _RANK.get(update.status, 3) >= _RANK.get(ref.delivery_status or "queued", 3):
             self.outbox.track([(ref.message_id, update.status, now)])
         if update.error_code == TWILIO_REFUSED and ref.to:
-            data = {"address": ref.to, "reason": "stop"}
-            event = {
-                "id": f"twilio:{update.provider_id}:suppressed",
-                "type": events.SUPPRESSED,
-                "customer_id": ref.customer_id,
-                "at": format_instant(now),
-                "data": data,
-            }
-            self._ingest([event])
+            event_id = f"twilio:{update.provider_id}:suppressed"
+            self._ingest([change_event(ref.to, "stop", ref.customer_id, now, event_id=event_id)])
 
     def _inbound(self, form: Mapping[str, str]) -> str:
         sender = normalize_phone(form.get("From"), self.settings.region)

@@ -28,6 +28,7 @@ from postflow.runtime.sweep import Sweeper, SweepStats
 from postflow.store.batches import Batches
 from postflow.store.outbox import Outbox
 from postflow.store.sql import SqlStore, wall_us
+from postflow.suppression import change_event
 
 log = logging.getLogger("postflow.runtime")
 
@@ -171,16 +172,14 @@ class Runtime:
         """A provider refused an address for good (Twilio 21610: the number replied STOP):
         raise ``address_suppressed`` as if it had been ingested, so every journey and
         ``history`` sees it. Its id is the message's, so a retried report adds nothing."""
-        event = events.parse_event(
-            {
-                "id": f"postflow:suppress:{message.message_id}",
-                "type": "address_suppressed",
-                "customer_id": message.customer_id,
-                "at": durations.format_instant(wall_us()),
-                "data": {"address": message.to, "reason": reason},
-            }
+        obj = change_event(
+            message.to,
+            reason,
+            message.customer_id,
+            wall_us(),
+            event_id=f"postflow:suppress:{message.message_id}",
         )
-        self.store.ingest([event])
+        self.store.ingest([events.parse_event(obj)])
         log.warning("suppressed %s (%s) after the provider refused it", message.to, reason)
 
     def close(self) -> None:
