@@ -20,6 +20,9 @@ from typing import NamedTuple
 import orjson
 
 REPO = Path(__file__).resolve().parent.parent
+# The three starter journeys the figures were first measured on, frozen here so that the
+# figures stay reproducible while the journey library in journeys/ grows.
+STARTER = Path(__file__).resolve().parent / "starter"
 # The postflow of the interpreter running the bench (the project's venv).
 POSTFLOW = [sys.executable, "-m", "postflow"]
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import review_journey
 import starter_events
-from measure import REPO, mib, run, simulate_cmd
+from measure import STARTER, mib, run, simulate_cmd
 
 
 def review_peak(root: Path, customers: int) -> int:
@@ -35,7 +35,7 @@ def review_peak(root: Path, customers: int) -> int:
 def starter_peak(root: Path, customers: int) -> int:
     events = root / f"starter-{customers}.jsonl"
     starter_events.write_events(events, customers)
-    return run(simulate_cmd(events, REPO / "postflow.yaml")).peak
+    return run(simulate_cmd(events, STARTER / "postflow.yaml")).peak
 
 
 def main() -> None:

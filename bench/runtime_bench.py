@@ -73,7 +73,7 @@ import orjson
 import review_journey
 import starter_events
 import yaml
-from measure import POSTFLOW, REPO, median
+from measure import POSTFLOW, STARTER, median
 
 BENCH = Path(__file__).resolve().parent
 DAY_US = 86_400 * 1_000_000
@@ -191,11 +191,11 @@ def build_workload(root: Path, kind: str, customers: int) -> Workload:
     else:
         events = root / "events.jsonl"
         starter_events.write_events(events, customers)
-        base = yaml.safe_load((REPO / "postflow.yaml").read_text())
+        base = yaml.safe_load((STARTER / "postflow.yaml").read_text())
         base.pop("database", None)
         for key in ("journeys", "templates", "catalog"):
-            base[key] = str(REPO / base[key])
-        journeys = REPO / "journeys"
+            base[key] = str(STARTER / base[key])
+        journeys = STARTER / "journeys"
     configs = [channel_config(base, root, w) for w in (1, 2)]
     last = 0
     count = 0

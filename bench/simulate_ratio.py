@@ -25,7 +25,7 @@ from pathlib import Path
 import orjson
 import review_journey
 import starter_events
-from measure import REPO, Usage, median, mib, run, sent_messages, simulate_cmd
+from measure import STARTER, Usage, median, mib, run, sent_messages, simulate_cmd
 
 NAIVE = Path(__file__).resolve().parent / "naive_loop.py"
 
@@ -76,7 +76,7 @@ def starter(root: Path, customers: int, runs: int) -> None:
     starter_events.write_events(events, customers)
     with events.open("rb") as f:
         orders = sum(1 for line in f if orjson.loads(line)["type"] == "order_placed")
-    sim = simulate_cmd(events, REPO / "postflow.yaml")
+    sim = simulate_cmd(events, STARTER / "postflow.yaml")
     run(sim, root / "starter-out.jsonl")
     receipts = [m for m in sent_messages(root / "starter-out.jsonl") if m["step"] == "receipt"]
     if len(receipts) != orders:

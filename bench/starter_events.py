@@ -1,7 +1,7 @@
-"""Events for the repository's three starter journeys (journeys/*.yaml), N customers.
+"""Events for the three starter journeys (bench/starter/journeys/*.yaml), N customers.
 
 Usage: python bench/starter_events.py N OUT [--seed S]
-Then:  postflow simulate --events OUT --config postflow.yaml   (from the repository root)
+Then:  postflow simulate --events OUT --config bench/starter/postflow.yaml
 
 Every customer places an order (1-3 items, SKUs from catalog.yaml) at a random moment of
 March 2027, which is shipped a day later and delivered 2-5 days after the order; the order
