@@ -206,7 +206,7 @@ def test_doctor_with_credentials_shows_the_providers(project: Path) -> None:
     rows = {line.split()[1]: line for line in done.stdout.splitlines()}
     assert "sendgrid (credentials set, base URL http://127.0.0.1:9)" in rows["email"]
     assert "twilio (credentials set)" in rows["sms"]
-    assert "schema 0003" in rows["database"]
+    assert "schema 0004" in rows["database"]
     assert "https://hooks.example.com" in done.stdout
 
 

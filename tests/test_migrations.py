@@ -28,7 +28,7 @@ from postflow.store import database, migrate, schema
 PG_URL = os.environ.get("POSTFLOW_TEST_PG_URL", "postgresql+psycopg://root@127.0.0.1:5432/test")
 
 NEWER = (
-    "the database schema is at revision 9999, newer than this postflow knows (0003): "
+    "the database schema is at revision 9999, newer than this postflow knows (0004): "
     "upgrade postflow"
 )
 NOT_INITIALISED = "the database is not initialised: run `postflow db upgrade`"

@@ -49,6 +49,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from postflow import events, loader
+from postflow.http import shopify_webhook
 from postflow.http.server import format_size
 from postflow.http.webhooks import WebhookSettings
 from postflow.http.webhooks import routes as provider_routes
@@ -360,8 +361,8 @@ def create_app(
 ) -> Starlette:
     """The API over ``store``. ``api_token`` (``POSTFLOW_API_TOKEN``) turns on bearer auth;
     ``on_ingest`` is called after events were stored (the daemon wakes its sweep);
-    ``webhooks`` holds the providers' secrets (default: none set, so Twilio callbacks get
-    503 and SendGrid's are taken unsigned)."""
+    ``webhooks`` holds the providers' secrets (default: none set, so Twilio and Shopify
+    callbacks get 503 and SendGrid's are taken unsigned)."""
 
     async def post_events(request: Request) -> Response:
         body = await read_body(request, max_body)
@@ -403,12 +404,22 @@ def create_app(
         Route("/customers/{customer_id:path}", _guarded(customer), methods=["GET"]),
         Route("/openapi.json", _guarded(openapi), methods=["GET"]),
     ]
+    secrets = webhooks or WebhookSettings()
     callbacks = provider_routes(
         store,
-        webhooks or WebhookSettings(),
+        secrets,
         read_body=lambda request: read_body(request, max_body),
         respond=JSONBody,
         on_ingest=on_ingest,
+    )
+    callbacks.append(
+        shopify_webhook.route(
+            store,
+            secrets,
+            read_body=lambda request: read_body(request, max_body),
+            respond=JSONBody,
+            on_ingest=on_ingest,
+        )
     )
     routes += [Route(path, _guarded(endpoint), methods=["POST"]) for path, endpoint in callbacks]
     app = Starlette(

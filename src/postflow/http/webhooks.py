@@ -58,6 +58,7 @@ class WebhookSettings:
 
     sendgrid_public_key: str | None = None
     twilio_auth_token: str | None = None
+    shopify_secret: str | None = None
     public_url: str | None = None
     help_text: str | None = None
     region: str | None = None
@@ -70,6 +71,7 @@ class WebhookSettings:
         return cls(
             sendgrid_public_key=env.get("SENDGRID_WEBHOOK_PUBLIC_KEY") or None,
             twilio_auth_token=env.get("TWILIO_AUTH_TOKEN") or None,
+            shopify_secret=env.get("SHOPIFY_WEBHOOK_SECRET") or None,
             public_url=(http.get("public_url") or "").rstrip("/") or None,
             help_text=sms.get("help_text"),
             region=settings.default_region,

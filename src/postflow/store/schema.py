@@ -20,6 +20,11 @@ are stored as bytes (orjson) so that SQLite and PostgreSQL hold the same thing.
 - ``instances``, ``records``, ``outbox``: relational views for history, status and the
   dispatcher. ``suppressions``: each address's changes over time, in ingestion order.
 - ``leases``: named singleton leases (cron materialisation) shared by every worker.
+- ``shopify_orders``: the order index. Shopify's fulfillment and refund webhooks name only
+  the order, so each ``orders/create`` leaves its customer and a summary (order number,
+  total, currency, items: JSON) here, keyed by Shopify's order id
+  (:mod:`postflow.store.shopify` reads and writes it). ``shopify_webhooks``: the
+  ``X-Shopify-Webhook-Id`` of every delivery received lately, so a redelivery changes nothing.
 """
 
 from __future__ import annotations
@@ -206,3 +211,23 @@ leases = Table(
     Column("owner", Text, nullable=True),
     Column("until", BigInteger, nullable=True),
 )
+
+shopify_orders = Table(
+    "shopify_orders",
+    metadata,
+    Column("order_id", Text, primary_key=True),
+    Column("customer_id", Text, nullable=False),
+    Column("email", Text, nullable=True),
+    Column("summary", LargeBinary, nullable=False),
+    Column("indexed_at", BigInteger, nullable=False),
+)
+Index("ix_shopify_orders_email", shopify_orders.c.email, shopify_orders.c.indexed_at)
+
+shopify_webhooks = Table(
+    "shopify_webhooks",
+    metadata,
+    Column("webhook_id", Text, primary_key=True),
+    Column("topic", Text, nullable=False),
+    Column("received_at", BigInteger, nullable=False),
+)
+Index("ix_shopify_webhooks_received", shopify_webhooks.c.received_at)

@@ -245,20 +245,32 @@ class SqlStore:
     ) -> IngestResult:
         """Store validated events in one transaction (all or nothing), skipping ids already
         stored (or repeated in ``events``). Returns the counts. Decides nothing."""
+        with self.engine.begin() as conn:
+            return self.ingest_on(conn, events, backfill=backfill, chunk=chunk)
+
+    def ingest_on(
+        self,
+        conn: sa.Connection,
+        events: Iterable[Event],
+        *,
+        backfill: bool = False,
+        chunk: int = CHUNK,
+    ) -> IngestResult:
+        """:meth:`ingest` inside the caller's transaction, so other writes (a webhook's
+        bookkeeping) commit or roll back together with the events."""
         accepted = duplicates = 0
         now = wall_us()
         region = self.settings.default_region
-        with self.engine.begin() as conn:
-            batch: list[Event] = []
-            for event in events:
-                batch.append(event)
-                if len(batch) >= chunk:
-                    a, d = self._ingest_chunk(conn, batch, backfill, now, region)
-                    accepted, duplicates = accepted + a, duplicates + d
-                    batch = []
-            if batch:
+        batch: list[Event] = []
+        for event in events:
+            batch.append(event)
+            if len(batch) >= chunk:
                 a, d = self._ingest_chunk(conn, batch, backfill, now, region)
                 accepted, duplicates = accepted + a, duplicates + d
+                batch = []
+        if batch:
+            a, d = self._ingest_chunk(conn, batch, backfill, now, region)
+            accepted, duplicates = accepted + a, duplicates + d
         return IngestResult(accepted, duplicates)
 
     def _ingest_chunk(
