@@ -275,4 +275,4 @@ if __name__ == "__main__":  # pragma: no cover
     main()
 
 # The runtime commands register themselves on `main`.
-from postflow import cli_runtime, cli_support  # noqa: E402,F401
+from postflow import cli_init, cli_runtime, cli_support  # noqa: E402,F401
