@@ -1200,3 +1200,32 @@ def test_a_journey_of_thousands_of_steps_is_checked_without_a_recursion_limit(
     assert "Traceback" not in proc.stderr
     (first, *_) = proc.stderr.splitlines()
     assert first.startswith("journeys/long.yaml:6005:11: error: steps can loop"), first
+
+
+def test_jinja_loop_variable_inside_a_for_is_known(tmp_path: Path, monkeypatch) -> None:
+    """``loop.index`` renders inside ``{% for %}``: no warning there; outside one, ``loop`` is
+    just another unknown name."""
+    write(
+        tmp_path,
+        "templates/items.txt",
+        "{% for i in trigger.data['items'] %}{{ loop.index }}. {{ i.name }}\n{% endfor %}",
+    )
+    write(tmp_path, "templates/stray.txt", "{{ loop.index }}\n")
+    journey(
+        tmp_path,
+        "j",
+        """
+        id: j
+        trigger: {event: go}
+        steps:
+          - id: a
+            sms: {template: items}
+          - id: b
+            sms: {template: stray}
+        """,
+    )
+    result = validate(tmp_path, monkeypatch, "journeys")
+    assert problems(result) == [
+        "templates/stray.txt:1:4: warning: unknown name 'loop' (known: customer, data, event, "
+        "instance, last_event, now, trigger, vars): it is undefined when the journey runs",
+    ]

@@ -566,6 +566,8 @@ def _names_in(ast: nodes.Node) -> frozenset[str]:
     names = [ast] if isinstance(ast, nodes.Name) else []
     for name in [*names, *ast.find_all(nodes.Name)]:
         (loaded if name.ctx == "load" else defined).add(name.name)
+    if next(ast.find_all(nodes.For), None) is not None:
+        defined.add("loop")  # Jinja's loop variable (loop.index, loop.last) inside a for
     return frozenset(loaded - defined - set(_EXPRESSIONS.globals))
 
 
