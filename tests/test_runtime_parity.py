@@ -128,6 +128,10 @@ def test_starter_journeys_with_events_arriving_in_two_parts(
     assert starter.history() == starter.simulated(EXAMPLE, T)
 
 
+# The library's order, shipping and delivery notices: the console marks them transactional.
+NOTICES = {"order-confirmation", "shipping-confirmation", "out-for-delivery", "delivered-notice"}
+
+
 def test_starter_run_prints_each_sent_message_once(starter: Parity) -> None:
     ingest_file(starter.store, str(EXAMPLE))
     runtime = starter.runtime()
@@ -142,7 +146,7 @@ def test_starter_run_prints_each_sent_message_once(starter: Parity) -> None:
     heads = [line for line in starter.console.getvalue().splitlines() if line.startswith("── ")]
     assert sorted(heads) == sorted(
         f"── {r['channel']} → {r['to']} · {r['journey']}/{r['step']} · {r['at']}"
-        + (" · transactional" if r["journey"] == "order-confirmation" else "")
+        + (" · transactional" if r["journey"] in NOTICES else "")
         for r in sent
     )
 

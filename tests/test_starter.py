@@ -1,4 +1,4 @@
-"""The bundled project works as the README says: starter journeys, their tests, the example."""
+"""The bundled project works as the README says: the journey library, its tests, the example."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ def test_starter_journey_tests_pass() -> None:
     assert last == f"{passed} passed, 0 failed" and passed >= 10
 
 
-def test_readme_example_simulates_the_three_starter_journeys() -> None:
+def test_readme_example_simulates_the_library() -> None:
     done = postflow("simulate", "--events", "examples/events.jsonl")
     assert done.returncode == 0, done.stderr
     records = [json.loads(line) for line in done.stdout.splitlines()]
@@ -33,9 +33,12 @@ def test_readme_example_simulates_the_three_starter_journeys() -> None:
         for r in records
         if r["kind"] == "message" and r["status"] == "sent"
     }
+    exits = {(r["customer_id"], r["journey"], r["reason"]) for r in records if r["kind"] == "exit"}
     assert ("c_ann", "order-confirmation", "receipt") in sent
-    assert ("c_ann", "review-request", "thanks") in sent  # she left 5 stars
-    assert ("c_ann", "replenishment-reminder", "remind") in sent  # 30-day tea
+    assert ("c_ann", "shipping-confirmation", "shipped_email") in sent
+    assert ("c_ann", "refer-a-friend", "ask") in sent  # she left 5 stars
+    assert ("c_ann", "review-request", "filtered") in exits  # ... before she was asked
+    assert ("c_ann", "replenishment-reminder", "remind") in sent  # two 30-day teas
     assert ("c_bob", "review-request", "ask") in sent
     assert ("c_bob", "replenishment-reminder", "remind") not in sent  # a teapot lasts
     assert done.stdout == postflow("simulate", "--events", "examples/events.jsonl").stdout
