@@ -359,30 +359,94 @@ def run_command(
 @main.command("demo")
 @click.option(
     "--speed",
-    default=86_400.0,
+    type=float,
+    default=129_600.0,
     show_default=True,
-    help="Simulated seconds per real second (86400: a day per second).",
+    help="Simulated seconds per real second (129600: a day and a half per second).",
 )
 @click.option(
     "--days",
-    default=60.0,
-    show_default=True,
-    help="Stop at the latest this many simulated days after the last event.",
+    type=float,
+    default=None,
+    help="Simulated days to play from the start (default: the stream's two months; "
+    "with --events, up to a week after its last event).",
 )
-def demo_command(speed: float, days: float) -> None:
-    """Watch the bundled journeys run: the real daemon on a temporary SQLite file, the
-    example events, the console channel, a clock of about one simulated day per second.
-    It prints each message as it goes out and a summary at the end; nothing is sent.
+@click.option(
+    "--customers",
+    type=click.IntRange(min=1),
+    default=40,
+    show_default=True,
+    help="Customers in the generated stream.",
+)
+@click.option(
+    "--seed", type=int, default=7, show_default=True, help="Seed of the generated stream."
+)
+@click.option(
+    "--events",
+    "events_path",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="Play this events file (JSON Lines) instead of the generated stream.",
+)
+@click.option(
+    "--history",
+    "history_path",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="With --events: past events to import first, as `ingest --backfill` does.",
+)
+@click.option(
+    "--plain",
+    is_flag=True,
+    help="One line per message instead of the live view (the default when stdout is not "
+    "a terminal).",
+)
+@JOURNEYS_OPTION
+@CONFIG_OPTION
+def demo_command(
+    speed: float,
+    days: float | None,
+    customers: int,
+    seed: int,
+    events_path: str | None,
+    history_path: str | None,
+    plain: bool,
+    journeys_dir: str | None,
+    config_path: str | None,
+) -> None:
+    """Watch journeys play out over two months of a small shop: a few dozen customers
+    across time zones placing first and repeat orders, shipments and deliveries, reviews,
+    NPS and CSAT answers, a refund, a cancellation, a lapsed customer.
+
+    It runs the real daemon on a temporary SQLite file with a fast clock, and shows the
+    messages as they go out, the counts per journey and the skipped messages with their
+    reasons; a summary per journey at the end. Nothing is sent anywhere. By default it
+    plays the bundled journeys; --config (and --journeys) play a project's own. Ctrl-C
+    stops early, with the summary so far.
 
     \b
     Example:
       postflow demo
-      postflow demo --speed 172800   # two days per second
+      postflow demo --speed 345600 --customers 80 --seed 3   # four days per second
+      postflow demo --plain --speed 1e9 | grep skipped
+      postflow demo --events examples/events.jsonl
+      postflow demo --config my-shop/postflow.yaml   # your own journeys
     """
-    from postflow.runtime.demo import format_summary, run_demo
+    from postflow.runtime.demo import run_demo
 
-    if speed <= 0 or days <= 0:
+    if speed <= 0 or (days is not None and days <= 0):
         raise click.UsageError("--speed and --days must be positive")
+    if history_path is not None and events_path is None:
+        raise click.UsageError("--history goes with --events")
     with database_errors("sqlite:///demo.db"), reported():
-        counts = run_demo(speed=speed, days=days)
-    click.echo(format_summary(counts))
+        run_demo(
+            config_path=config_path,
+            journeys_dir=journeys_dir,
+            events_file=events_path,
+            history_file=history_path,
+            customers=customers,
+            seed=seed,
+            speed=speed,
+            days=days,
+            live=False if plain else None,
+        )
