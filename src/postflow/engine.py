@@ -24,7 +24,7 @@ can be advanced in any order, by any number of workers. What one input does is i
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from postflow import durations
@@ -62,6 +62,7 @@ def advance(
     owned: bool = False,
     history: Sequence[tuple[str, int, dict[str, Any]]] | None = None,
     tick_until: int | None = None,
+    local_since: Mapping[str, int] | None = None,
 ) -> Advance:
     """Apply every input of one customer that is due at or before ``until``.
 
@@ -72,7 +73,12 @@ def advance(
     cloned twice). ``owned=True`` says the caller hands a :class:`CustomerState` over and will
     not use it again, so the engine works on it instead of a copy. ``first_sighting`` keeps
     ids global: an emitted event whose id was already ingested is dropped, as ingestion
-    would. Otherwise ``state`` is not changed; the result
+    would. ``local_since`` (the durable runtime) gives, per ``timezone: customer`` journey,
+    the instant from which this customer knows it, for a customer who has not seen it yet:
+    a customer who existed when the journey was deployed (processed before, or imported with
+    ``--backfill``) takes its ticks from the deployment on, as every customer takes a
+    UTC audience's ticks, even with no input of their own since (a lapsed customer is
+    quiet by definition). Otherwise ``state`` is not changed; the result
     holds the new state, the effects in production order, the events left for later and the
     customer's next wake time.
     """
@@ -92,6 +98,8 @@ def advance(
     pending_ticks = sorted(ticks, reverse=True) if ticks else []
     local = world.local_audience
     tick_limit = until if tick_until is None else min(until, tick_until)
+    if local and local_since:
+        _learn_local(private, local, local_since)
     emitted = run.outcome.emitted
     handled = 0
     instances = private.instances
@@ -111,7 +119,7 @@ def advance(
         if pending_ticks:
             tick_at = max(pending_ticks[-1][0], floor)
         local_at, local_journey = _NEVER, ""
-        if local and processed is not None:
+        if local and (processed is not None or private.local_ticks):
             local_at, local_journey = _next_local_tick(run, local)
             if local_at > tick_limit:
                 local_at = _NEVER
@@ -165,7 +173,7 @@ def advance(
     if queue:
         outcome.unapplied = [item[2] for item in sorted(queue)]
     outcome.next_wake = private.next_wake()
-    if local and private.processed_at is not None:
+    if local and (private.processed_at is not None or private.local_ticks):
         at, _ = _next_local_tick(run, local)
         if at != _NEVER and (tick_until is None or at <= tick_until):
             wake = outcome.next_wake
@@ -178,6 +186,19 @@ def advance(
             kept = [entry for entry in kept if entry[1] > floor]
         outcome.history = kept
     return outcome
+
+
+def _learn_local(
+    state: CustomerState, local: tuple[Machine, ...], since: Mapping[str, int]
+) -> None:
+    """Start the ticks of local-time journeys this customer has not seen at the instant the
+    shell says they became known to it, never before what the customer already processed
+    (a tick is an input: history is never rewritten)."""
+    processed = state.processed_at
+    for machine in local:
+        at = since.get(machine.id)
+        if at is not None and machine.id not in state.local_ticks:
+            state.local_ticks[machine.id] = at if processed is None else max(at, processed)
 
 
 def _last(pending: list[tuple[int, str]]) -> str:

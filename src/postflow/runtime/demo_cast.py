@@ -274,10 +274,9 @@ def ordinary(b: Builder, cast: Cast) -> None:
 
 
 def synced(b: Builder, cast: Cast) -> None:
-    """Customers known from their history get their profile synced on the first day (as
-    Shopify's ``customers/update`` raises ``customer_updated``): a live event that makes
-    them known to the daemon, whose audience journeys read in each customer's own time
-    zone reach customers only once it has seen them live."""
+    """Customers known from their history get their profile synced on the first day, as
+    Shopify's ``customers/update`` raises ``customer_updated`` when a shop connects: their
+    consent and addresses as the store holds them now."""
     imported = b.with_history()
     for c in cast.customers:
         if c.cid in imported:

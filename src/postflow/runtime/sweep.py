@@ -54,6 +54,7 @@ class Sweeper:
         self.batch = batch
         self.lease_us = lease_us
         self._beyond: tuple[int, int | None] | None = None
+        self._local: dict[str, int] = {}  # local-time journeys -> deployed at
 
     @staticmethod
     def audience(world: engine.World) -> list[Machine]:
@@ -86,6 +87,7 @@ class Sweeper:
         marks = [self._mark(c, until) for c in claimed]
         floor = min((m for m in marks if m is not None), default=horizon)
         tick_log = self.batches.ticks(floor, horizon, names)
+        self._local = self.batches.deployed_at(m.id for m in world.local_audience)
         self._beyond = None
         taken: set[str] = set()
 
@@ -130,6 +132,14 @@ class Sweeper:
             return min(due) if due else None
         return max(claim.ticks_until if claim.ticks_until is not None else -NEVER, known)
 
+    def _local_since(self, known: int | None) -> dict[str, int] | None:
+        """When the customer became known to each deployed ``timezone: customer`` journey:
+        at its deployment for a customer known before (processed, or imported with
+        ``--backfill``), else at their first input, like the ticks of a UTC audience."""
+        if known is None or not self._local:
+            return None
+        return {journey: max(at, known) for journey, at in self._local.items()}
+
     def _tick_after(self, watermark: int, horizon: int, names: list[str]) -> int | None:
         """The first materialised tick after ``watermark``, asked once per batch for the
         usual case (every customer's watermark is the batch's horizon)."""
@@ -167,6 +177,7 @@ class Sweeper:
             suppressions=self.store.suppressions,
             first_sighting=first_sighting,
             history=claim.history,
+            local_since=self._local_since(known),
         )
         left = {e.seq for e in result.unapplied}
         applied = [e.seq for e in events if e.seq not in left]

@@ -171,6 +171,18 @@ class Batches:
             return -NEVER
         return min(r.ticks_until if r.ticks_until is not None else r.deployed_at - 1 for r in rows)
 
+    def deployed_at(self, journeys: Iterable[str]) -> dict[str, int]:
+        """When each of these journeys was deployed on this database (those that are)."""
+        ids = list(journeys)
+        if not ids:
+            return {}
+        d = t.deployments
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(d.c.journey, d.c.deployed_at).where(d.c.journey.in_(ids))
+            ).all()
+        return {r.journey: r.deployed_at for r in rows}
+
     def ticks(self, after: int, upto: int, journeys: Iterable[str]) -> list[tuple[int, str]]:
         """Materialised ticks in ``(after, upto]`` of the given journeys, in time order."""
         names = list(journeys)
