@@ -196,3 +196,31 @@ def simulate_at(record: dict[str, Any]) -> int:
 
     value = record["at"]
     return value if isinstance(value, int) else durations.parse_instant(value)
+
+
+# -- every journey on its own: what `postflow init --journey NAME` gives a shop --------------
+
+
+@pytest.mark.parametrize("name", sorted(PROGRAMS))
+def test_each_journey_alone_makes_a_project_that_validates_and_passes(
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A shop that picks one program gets a project that is whole: the journeys it needs,
+    their templates, and tests that pass, as its CI runs them (``validate``, ``test``)."""
+    from click.testing import CliRunner
+
+    from postflow import scaffold
+    from postflow.cli import main
+
+    plan = scaffold.plan(tmp_path / "shop", [name], ROOT)
+    scaffold.write(plan)
+    monkeypatch.chdir(tmp_path / "shop")
+    for var in ("POSTFLOW_CONFIG", "POSTFLOW_DATABASE_URL"):
+        monkeypatch.delenv(var, raising=False)
+    runner = CliRunner()
+    checked = runner.invoke(main, ["validate"])
+    assert checked.exit_code == 0, checked.output
+    tested = runner.invoke(main, ["test"])
+    assert tested.exit_code == 0, tested.output
+    summary = re.search(r"(\d+) passed, 0 failed", tested.output)
+    assert summary is not None and int(summary[1]) >= 2, tested.output
