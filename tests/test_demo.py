@@ -330,6 +330,11 @@ def test_the_cli_plays_an_events_file(tmp_path: Path) -> None:
 def test_the_cli_refuses_nonsense(tmp_path: Path) -> None:
     runner = CliRunner()
     assert runner.invoke(main, ["demo", "--speed", "0"]).exit_code == 2
+    for option, value in [("--speed", "inf"), ("--speed", "nan"), ("--days", "nan")]:
+        refused = runner.invoke(main, ["demo", option, value])
+        assert refused.exit_code == 2 and "must be a positive number" in refused.output
+    far = runner.invoke(main, ["demo", "--days", "1e12"])  # dates would leave their range
+    assert far.exit_code == 2 and "at most 36,500" in far.output, far.output
     assert runner.invoke(main, ["demo", "--customers", "0"]).exit_code == 2
     assert runner.invoke(main, ["demo", "--history", str(tiny_project(tmp_path))]).exit_code == 2
 

@@ -8,6 +8,7 @@ emitter, the consumer and the test-file dependency are known.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shlex
 import subprocess
@@ -425,3 +426,18 @@ def test_init_help_shows_an_example() -> None:
 def test_plan_names_journeys_without_tests(small_library: Path) -> None:
     assert scaffold.plan(Path("new"), ["receipt"], small_library).untested == ("receipt",)
     assert scaffold.plan(Path("new"), ["thanks"], small_library).untested == ()
+
+
+def test_a_write_that_fails_half_way_takes_back_what_it_wrote(tmp_path: Path) -> None:
+    """An error from the file system in the middle of ``init`` (a full disk, a name the file
+    system refuses, a read-only folder) leaves nothing behind: no half project that a second
+    ``init`` would then refuse as existing files."""
+    good = scaffold.plan(tmp_path / "shop")
+    refused = scaffold.PlannedFile("templates/" + "x" * 300 + ".html", b"too long a name")
+    plan = dataclasses.replace(good, files=(*good.files[:5], refused, *good.files[5:]))
+    (tmp_path / "keep").mkdir()
+    with pytest.raises(OSError):
+        scaffold.write(plan)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep"]
+    scaffold.write(good)  # and a second attempt starts from a clean slate
+    assert (tmp_path / "shop" / "postflow.yaml").is_file()

@@ -341,6 +341,21 @@ def test_refund_amounts() -> None:
     assert sh.refunded_amount({"transactions": [], "refund_line_items": []}) is None
 
 
+def test_numbers_python_reads_but_no_event_can_carry() -> None:
+    """A float that overflows is no price (it would be stored as null), and a quantity of
+    digits int() refuses ("²" is a digit to str.isdigit) is no quantity: both are dropped,
+    and the delivery is mapped, not answered 500 (Shopify would retry it for hours)."""
+    assert sh.money("1e400") is None and sh.money("1" * 400) is None
+    order = fixture("orders_create")
+    order["total_price"] = "1e400"
+    order["line_items"][0]["quantity"] = "²"
+    order["line_items"][1]["price"] = "9" * 400
+    data = only("orders/create", order)["data"]
+    assert "total" not in data  # unknown, rather than null
+    assert "quantity" not in data["items"][0] and "price" not in data["items"][1]
+    events.parse_event(only("orders/create", order))  # still a valid event
+
+
 def test_a_refund_of_an_order_never_indexed_is_ignored() -> None:
     reason = ignored("refunds/create", fixture("refunds_create"))
     assert reason == f"order {ORDER_ID} is not in the order index (no orders/create for it)"

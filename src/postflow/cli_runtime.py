@@ -7,6 +7,7 @@ usage), never a traceback.
 
 from __future__ import annotations
 
+import math
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -356,6 +357,10 @@ def run_command(
         sys.exit(daemon.run())
 
 
+MAX_DEMO_DAYS = 36_500
+"""A century of simulated time: beyond it dates leave the range events may carry."""
+
+
 @main.command("demo")
 @click.option(
     "--speed",
@@ -434,8 +439,10 @@ def demo_command(
     """
     from postflow.runtime.demo import run_demo
 
-    if speed <= 0 or (days is not None and days <= 0):
-        raise click.UsageError("--speed and --days must be positive")
+    if not (math.isfinite(speed) and speed > 0):
+        raise click.UsageError("--speed must be a positive number")
+    if days is not None and not (math.isfinite(days) and 0 < days <= MAX_DEMO_DAYS):
+        raise click.UsageError(f"--days must be a positive number of at most {MAX_DEMO_DAYS:,}")
     if history_path is not None and events_path is None:
         raise click.UsageError("--history goes with --events")
     with database_errors("sqlite:///demo.db"), reported():

@@ -590,9 +590,30 @@ def write(plan: Plan, force: bool = False) -> list[Path]:
     existing = [p for p in paths if p.exists() or p.is_symlink()]
     if existing and not force:
         raise ExistingFiles(existing)
-    for path, planned in zip(paths, plan.files, strict=True):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if path.is_symlink():
-            path.unlink()  # replace the link itself, never the file it points to
-        path.write_bytes(planned.content)
+    created: list[Path] = []  # files and directories this call made, to take back on failure
+    try:
+        for path, planned in zip(paths, plan.files, strict=True):
+            for parent in reversed(path.parents):
+                if not parent.exists():
+                    parent.mkdir()
+                    created.append(parent)
+            if path.is_symlink():
+                path.unlink()  # replace the link itself, never the file it points to
+            existed = path.exists()
+            path.write_bytes(planned.content)
+            if not existed:
+                created.append(path)
+    except OSError:
+        _take_back(created)
+        raise
     return paths
+
+
+def _take_back(created: list[Path]) -> None:
+    """Remove what a failed write created (files, then the directories made for them), so
+    a failed ``init`` leaves nothing half-written and can simply be run again."""
+    for path in reversed(created):
+        try:
+            path.rmdir() if path.is_dir() else path.unlink()
+        except OSError:
+            pass

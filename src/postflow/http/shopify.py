@@ -25,6 +25,8 @@ Topics and events (ids are ``shopify:{topic}:{resource id}``):
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -173,7 +175,10 @@ def money(value: Any) -> float | None:
         amount = Decimal(str(value).strip())
     except InvalidOperation:
         return None
-    return float(amount) if amount.is_finite() else None
+    if not amount.is_finite():
+        return None
+    number = float(amount)
+    return number if math.isfinite(number) else None  # "1e400" is finite, its float is not
 
 
 def _quantity(value: Any) -> int | None:
@@ -181,8 +186,8 @@ def _quantity(value: Any) -> int | None:
         return None
     if isinstance(value, int):
         return value
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value.strip())
+    if isinstance(value, str) and re.fullmatch(r"[0-9]{1,9}", value.strip()):
+        return int(value.strip())  # isdigit() also holds for "²", which int() refuses
     return None
 
 
