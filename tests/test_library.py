@@ -224,3 +224,18 @@ def test_each_journey_alone_makes_a_project_that_validates_and_passes(
     assert tested.exit_code == 0, tested.output
     summary = re.search(r"(\d+) passed, 0 failed", tested.output)
     assert summary is not None and int(summary[1]) >= 2, tested.output
+
+
+def test_the_example_events_play_every_program() -> None:
+    """``examples/events.jsonl`` (what the README simulates and ``init`` copies) has example
+    events for every journey: each enters, and each that has messages sends one."""
+    done = postflow("simulate", "--events", "examples/events.jsonl")
+    assert done.returncode == 0, done.stderr
+    records = [orjson.loads(line) for line in done.stdout.splitlines()]
+    entered = {r["journey"] for r in records if r["kind"] == "enter"}
+    sent = {r["journey"] for r in records if r["kind"] == "message" and r["status"] == "sent"}
+    for path in journey_files():
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+        assert doc["id"] in entered, doc["id"]
+        if any("email" in s or "sms" in s for s in steps_of(doc)):
+            assert doc["id"] in sent, doc["id"]
