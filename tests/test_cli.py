@@ -1099,3 +1099,22 @@ def test_simulate_with_a_directory_for_events_is_a_usage_error(tmp_path: Path) -
     err = proc.stderr.decode()
     assert "--events events is a directory, not an events file" in err
     assert "Traceback" not in err and "Errno" not in err
+
+
+def test_a_test_file_naming_its_journeys_runs_while_another_journey_is_broken(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """One journey mid-rewrite does not stop the tests of the others: a test file that names
+    its journeys runs when those load. A test file without `journeys` (every journey), or
+    one naming the broken journey, still refuses with the located error."""
+    write(tmp_path, "journeys/capped.yaml", CAPPED)
+    write(tmp_path, "journeys/broken.yaml", "id: broken\ntrigger: {event: x}\nsteps: []\n")
+    case = cap_case("{kind: message, step: two, status: sent}")
+    write(tmp_path, "named.test.yaml", "journeys: [capped]\n" + textwrap.dedent(case).lstrip())
+    write(tmp_path, "all.test.yaml", case)
+    named = invoke(tmp_path, monkeypatch, "test", "named.test.yaml")
+    assert named.exit_code == 0, named.output
+    assert named.stdout.splitlines()[-1] == "1 passed, 0 failed"
+    everything = invoke(tmp_path, monkeypatch, "test", "all.test.yaml")
+    assert everything.exit_code == 1
+    assert "journeys/broken.yaml:3:8: error:" in everything.stderr

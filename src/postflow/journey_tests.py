@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from postflow import config, durations, engine, events, loader, project, simulate
+from postflow import config, durations, engine, events, loader, machine, project, simulate
 from postflow.problems import Problem, ProblemsError
 
 Path_ = tuple[str | int, ...]
@@ -292,7 +292,7 @@ def load_file(
         machines = loaded.machines
         journeys_ok = not loaded.errors
     else:
-        machines = project.require_journeys([directory], settings.templates)
+        machines = _runnable(project.load_journeys([directory], settings.templates), doc)
         journeys_ok = True
     wanted = doc.data.get("journeys")
     if wanted is not None and journeys_ok:
@@ -314,6 +314,17 @@ def load_file(
     if problems:
         raise ProblemsError(problems)
     return doc, engine.World.build(machines, settings), cases
+
+
+def _runnable(loaded: project.Journeys, doc: loader.Document) -> dict[str, machine.Machine]:
+    """The journeys a test file can run on. A file naming its ``journeys`` runs when those
+    load, whatever state the others are in (one journey being rewritten does not stop the
+    tests of the rest; ``validate`` reports it). Without ``journeys`` every journey runs, so
+    any error stops the file."""
+    wanted = doc.data.get("journeys")
+    if loaded.errors and (wanted is None or any(j not in loaded.machines for j in wanted)):
+        raise ProblemsError(loaded.errors)
+    return dict(loaded.machines)
 
 
 def run_file(path: Path, config_path: str | None, journeys_dir: str | None) -> list[CaseResult]:
