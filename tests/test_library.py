@@ -234,6 +234,8 @@ def test_the_example_events_play_every_program() -> None:
     records = [orjson.loads(line) for line in done.stdout.splitlines()]
     entered = {r["journey"] for r in records if r["kind"] == "enter"}
     sent = {r["journey"] for r in records if r["kind"] == "message" and r["status"] == "sent"}
+    # Every template (HTML and text are both rendered when a message is decided) renders.
+    assert [r for r in records if r.get("status") == "failed"] == []
     for path in journey_files():
         doc = yaml.safe_load(path.read_text(encoding="utf-8"))
         assert doc["id"] in entered, doc["id"]
