@@ -169,9 +169,10 @@ def test_journey_schema_has_every_contract_key() -> None:
     }
     assert set(defs["wait_until"]["properties"]) == {"if", "timeout", "on_timeout", "check_every"}
     email = {"subject", "template", "body", "sendgrid_template_id", "to", "data", "transactional"}
-    assert set(defs["email"]["properties"]) == {*email, "frequency_cap"}  # + §9
+    # + §9's frequency_cap, + on_skip (an addition, docs/language-v1.1.md)
+    assert set(defs["email"]["properties"]) == {*email, "frequency_cap", "on_skip"}
     assert set(defs["sms"]["properties"]) == {
-        *("body", "template", "to", "transactional", "frequency_cap")
+        *("body", "template", "to", "transactional", "frequency_cap", "on_skip")
     }
     assert set(defs["webhook"]["properties"]) == {"url", "method", "json", "headers"}
     for kind in [*kinds, "goto"]:

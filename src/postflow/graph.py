@@ -83,6 +83,9 @@ def edges(machine: Machine) -> list[tuple[str, str, str]]:
         elif step.kind == "wait_until":
             out.append((sid, step.next, "condition holds"))
             out.append((sid, step.on_timeout or step.next, "timeout"))
+        elif step.on_skip is not None:
+            out.append((sid, step.next, "sent"))
+            out.append((sid, step.on_skip, "not sent"))
         else:
             out.append((sid, step.next, ""))
     return out

@@ -70,10 +70,10 @@ SPLIT_KEYS = frozenset({"weight", "goto", "name"})
 EMAIL_KEYS = frozenset(
     {
         *("subject", "template", "body", "sendgrid_template_id", "to", "data"),
-        *("transactional", "frequency_cap"),
+        *("transactional", "frequency_cap", "on_skip"),
     }
 )
-SMS_KEYS = frozenset({"body", "template", "to", "transactional", "frequency_cap"})
+SMS_KEYS = frozenset({"body", "template", "to", "transactional", "frequency_cap", "on_skip"})
 WEBHOOK_KEYS = frozenset({"url", "method", "json", "headers"})
 EMIT_KEYS = frozenset({"event", "data"})
 
@@ -162,6 +162,7 @@ class Step:
     data: Any = None  # compiled template tree (email.data, emit data values are Values)
     transactional: bool = False
     frequency_cap: bool = True  # False: skips every cap check (still counted)
+    on_skip: str | None = None  # where to go when the message is not sent
     tags: tuple[str, ...] = ()  # the journey's tags, for caps by tag
     # webhook
     url: expressions.Template | None = None
@@ -614,6 +615,7 @@ class Compiler:
                 data=self.template_tree((*here, "data"), body["data"]) if "data" in body else None,
                 transactional=bool(body.get("transactional", False)),
                 frequency_cap=bool(body.get("frequency_cap", True)),
+                on_skip=body.get("on_skip"),
                 tags=self.tags,
             )
         if kind == "sms":
@@ -629,6 +631,7 @@ class Compiler:
                 to=self.template((*here, "to"), body.get("to")),
                 transactional=bool(body.get("transactional", False)),
                 frequency_cap=bool(body.get("frequency_cap", True)),
+                on_skip=body.get("on_skip"),
                 tags=self.tags,
             )
         if kind == "webhook":

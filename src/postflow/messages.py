@@ -107,9 +107,9 @@ def _capped(run: Transition, channel: str, tags: tuple[str, ...]) -> bool:
     return False
 
 
-def message(run: Transition, inst: Instance, step: Step) -> None:
+def message(run: Transition, inst: Instance, step: Step) -> bool:
     """Decide one email or SMS: address, suppression, consent, cap, then rendering; the
-    first failure decides the record."""
+    first failure decides the record. True when it is sent (its ``on_skip`` is not taken)."""
     channel = step.kind
     scope = run.scope(inst)
     to, reason, error = gate(run, inst, step, scope)
@@ -125,7 +125,7 @@ def message(run: Transition, inst: Instance, step: Step) -> None:
             error=error,
             to=to,
         )
-        return
+        return False
     assert to is not None
     marketing = not step.transactional
     try:
@@ -147,7 +147,7 @@ def message(run: Transition, inst: Instance, step: Step) -> None:
             error=str(exc),
             to=to,
         )
-        return
+        return False
     body = text if text is not None else html
     run.record(
         "message",
@@ -173,3 +173,4 @@ def message(run: Transition, inst: Instance, step: Step) -> None:
         sendgrid_template_id=step.sendgrid_template_id,
         template_data=data,
     )
+    return True

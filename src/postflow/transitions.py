@@ -285,8 +285,9 @@ class Transition:
             elif waiting == "wait_until":
                 waits.check_until(self, machine, inst, step)
             elif waiting == "hold":
-                if self.safe_step(machine, inst, step, released=True):
-                    self.advance(machine, inst, step.next)
+                outcome = self.safe_step(machine, inst, step, released=True)
+                if outcome is not False:
+                    self.advance(machine, inst, outcome if isinstance(outcome, str) else step.next)
             else:
                 self.advance(machine, inst, step.next)
         self.prune()
@@ -529,8 +530,9 @@ class Transition:
             if machine.filter is not None and not machine.filter(self.scope(inst)):
                 self.finish(inst, "filtered")  # §9: re-checked as each message is decided
                 return False
-            messages.message(self, inst, step)
-            return True
+            if messages.message(self, inst, step) or step.on_skip is None:
+                return True
+            return step.on_skip
         if kind == "wait":
             due = self.wait_until(inst, step)
             if due is not None and due > now:

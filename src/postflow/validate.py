@@ -75,6 +75,8 @@ def _edges(step: dict[str, Any], index: int, following: str) -> list[tuple[str, 
         elif isinstance(events, list):
             out.append(implicit)  # a timeout goes to the next step
         return out
+    if kind in ("email", "sms") and isinstance(body, dict) and "on_skip" in body:
+        return [implicit, (body["on_skip"], (*base, kind, "on_skip"))]
     return [implicit]
 
 
