@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -12,6 +15,30 @@ import pytest
 from postflow import config, durations, engine, events, project, simulate
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+def run_cli(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    """``python -m postflow ARGS`` from the repository root, as a user runs it there: none of
+    the test environment's ``POSTFLOW_*`` settings point it elsewhere."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("POSTFLOW_")}
+    return subprocess.run(
+        [sys.executable, "-m", "postflow", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def journey_files(directory: Path) -> list[Path]:
+    """The journey files of a directory (its ``*.test.yaml`` files left out), sorted."""
+    return sorted(p for p in directory.glob("*.yaml") if not p.name.endswith(".test.yaml"))
+
+
+def case_files(directory: Path) -> list[Path]:
+    """The journey test files of a directory, sorted."""
+    return sorted(directory.glob("*.test.yaml"))
 
 
 class Project:

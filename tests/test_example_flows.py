@@ -9,16 +9,14 @@ PostgreSQL), which must print the same records.
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import yaml
-from conftest import Project, pick
+from conftest import Project, case_files, journey_files, pick, run_cli
 from shells import both_ways
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,27 +33,11 @@ NAMES = (
 
 
 def postflow(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("POSTFLOW_")}
-    return subprocess.run(
-        [sys.executable, "-m", "postflow", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
-def case_files() -> list[Path]:
-    return sorted(JOURNEYS.glob("*.test.yaml"))
-
-
-def journey_files() -> list[Path]:
-    return sorted(p for p in JOURNEYS.glob("*.yaml") if not p.name.endswith(".test.yaml"))
+    return run_cli(*args, timeout=120)
 
 
 def test_the_flows_validate_cleanly() -> None:
-    assert [p.stem for p in journey_files()] == sorted(NAMES)
+    assert [p.stem for p in journey_files(JOURNEYS)] == sorted(NAMES)
     result = postflow("validate", "--config", str(CONFIG))
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
@@ -64,7 +46,8 @@ def test_the_flows_validate_cleanly() -> None:
 
 def test_every_flow_case_passes() -> None:
     cases = sum(
-        len(yaml.safe_load(path.read_text(encoding="utf-8"))["cases"]) for path in case_files()
+        len(yaml.safe_load(path.read_text(encoding="utf-8"))["cases"])
+        for path in case_files(JOURNEYS)
     )
     assert cases >= 4 * len(NAMES)  # several cases per flow
     result = postflow("test", "--config", str(CONFIG), str(JOURNEYS))
@@ -78,7 +61,7 @@ def test_every_flow_case_passes() -> None:
 def test_every_flow_is_tested_and_described() -> None:
     tested = {
         journey
-        for path in case_files()
+        for path in case_files(JOURNEYS)
         for journey in yaml.safe_load(path.read_text(encoding="utf-8")).get("journeys", [])
     }
     for name in NAMES:

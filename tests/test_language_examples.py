@@ -7,13 +7,12 @@ cases the test files hold (so a file that silently stopped loading would be noti
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import yaml
+from conftest import case_files, journey_files, run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples" / "language"
@@ -23,35 +22,22 @@ DOC = ROOT / "docs" / "language-v1.1.md"
 
 
 def postflow(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("POSTFLOW_")}
-    return subprocess.run(
-        [sys.executable, "-m", "postflow", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
-def case_files() -> list[Path]:
-    return sorted(JOURNEYS.glob("*.test.yaml"))
-
-
-def journey_files() -> list[Path]:
-    return sorted(p for p in JOURNEYS.glob("*.yaml") if not p.name.endswith(".test.yaml"))
+    return run_cli(*args, timeout=120)
 
 
 def test_the_examples_validate_cleanly() -> None:
     result = postflow("validate", "--config", str(CONFIG))
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
-    assert f"{len(journey_files())} journey file(s), 0 error(s), 0 warning(s)" in output, output
+    assert f"{len(journey_files(JOURNEYS))} journey file(s), 0 error(s), 0 warning(s)" in output, (
+        output
+    )
 
 
 def test_every_example_case_passes() -> None:
     cases = sum(
-        len(yaml.safe_load(path.read_text(encoding="utf-8"))["cases"]) for path in case_files()
+        len(yaml.safe_load(path.read_text(encoding="utf-8"))["cases"])
+        for path in case_files(JOURNEYS)
     )
     assert cases >= 14  # one per behaviour the doc describes, at least
     result = postflow("test", "--config", str(CONFIG), str(JOURNEYS))
@@ -66,10 +52,12 @@ def test_every_example_case_passes() -> None:
 def test_every_example_journey_is_tested() -> None:
     tested = {
         journey
-        for path in case_files()
+        for path in case_files(JOURNEYS)
         for journey in yaml.safe_load(path.read_text(encoding="utf-8")).get("journeys", [])
     }
-    ids = {yaml.safe_load(path.read_text(encoding="utf-8"))["id"] for path in journey_files()}
+    ids = {
+        yaml.safe_load(path.read_text(encoding="utf-8"))["id"] for path in journey_files(JOURNEYS)
+    }
     assert ids - tested == set()
 
 

@@ -10,16 +10,15 @@ library behaves the same in CI and in production.
 from __future__ import annotations
 
 import io
-import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 import yaml
+from conftest import case_files, journey_files, run_cli
 
 from postflow import journey_tests, simulate
 from postflow.channels.registry import build_channels, close_channels
@@ -58,23 +57,7 @@ PROGRAMS = {
 
 
 def postflow(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("POSTFLOW_")}
-    return subprocess.run(
-        [sys.executable, "-m", "postflow", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-
-
-def journey_files() -> list[Path]:
-    return sorted(p for p in JOURNEYS.glob("*.yaml") if not p.name.endswith(".test.yaml"))
-
-
-def case_files() -> list[Path]:
-    return sorted(JOURNEYS.glob("*.test.yaml"))
+    return run_cli(*args, timeout=300)
 
 
 def steps_of(doc: dict[str, Any]) -> list[dict[str, Any]]:
@@ -82,7 +65,7 @@ def steps_of(doc: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def test_every_program_has_its_journey() -> None:
-    ids = {p.stem for p in journey_files()}
+    ids = {p.stem for p in journey_files(JOURNEYS)}
     assert sorted(set(PROGRAMS) - ids) == []
 
 
@@ -90,11 +73,15 @@ def test_the_library_validates_cleanly() -> None:
     result = postflow("validate")
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
-    assert f"{len(journey_files())} journey file(s), 0 error(s), 0 warning(s)" in output, output
+    assert f"{len(journey_files(JOURNEYS))} journey file(s), 0 error(s), 0 warning(s)" in output, (
+        output
+    )
 
 
 def test_every_case_passes() -> None:
-    cases = sum(len(yaml.safe_load(p.read_text(encoding="utf-8"))["cases"]) for p in case_files())
+    cases = sum(
+        len(yaml.safe_load(p.read_text(encoding="utf-8"))["cases"]) for p in case_files(JOURNEYS)
+    )
     result = postflow("test")
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
@@ -105,11 +92,11 @@ def test_every_case_passes() -> None:
 
 def test_every_journey_is_described_tested_and_templated() -> None:
     tested: dict[str, int] = {}
-    for path in case_files():
+    for path in case_files(JOURNEYS):
         doc = yaml.safe_load(path.read_text(encoding="utf-8"))
         for jid in doc.get("journeys") or []:
             tested[jid] = tested.get(jid, 0) + len(doc["cases"])
-    for path in journey_files():
+    for path in journey_files(JOURNEYS):
         doc = yaml.safe_load(path.read_text(encoding="utf-8"))
         jid = doc["id"]
         assert jid == path.stem
@@ -128,7 +115,7 @@ def test_every_journey_is_described_tested_and_templated() -> None:
 def test_notices_are_transactional_and_the_rest_is_not() -> None:
     notices = {"order-confirmation", "shipping-confirmation", "out-for-delivery"}
     notices.add("delivered-notice")
-    for path in journey_files():
+    for path in journey_files(JOURNEYS):
         doc = yaml.safe_load(path.read_text(encoding="utf-8"))
         messages = [
             s.get("email") or s.get("sms")
@@ -147,7 +134,7 @@ def test_notices_are_transactional_and_the_rest_is_not() -> None:
 
 def _cases() -> list[tuple[Path, int]]:
     out = []
-    for path in case_files():
+    for path in case_files(JOURNEYS):
         doc = yaml.safe_load(path.read_text(encoding="utf-8"))
         out.extend((path, i) for i in range(len(doc["cases"])))
     return out
@@ -236,7 +223,7 @@ def test_the_example_events_play_every_program() -> None:
     sent = {r["journey"] for r in records if r["kind"] == "message" and r["status"] == "sent"}
     # Every template (HTML and text are both rendered when a message is decided) renders.
     assert [r for r in records if r.get("status") == "failed"] == []
-    for path in journey_files():
+    for path in journey_files(JOURNEYS):
         doc = yaml.safe_load(path.read_text(encoding="utf-8"))
         assert doc["id"] in entered, doc["id"]
         if any("email" in s or "sms" in s for s in steps_of(doc)):
