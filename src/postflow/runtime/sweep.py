@@ -54,7 +54,8 @@ class Sweeper:
         self.batch = batch
         self.lease_us = lease_us
         self._beyond: tuple[int, int | None] | None = None
-        self._local: dict[str, int] = {}  # local-time journeys -> deployed at
+        self._local: dict[str, int] = {}  # this batch's local-time journeys -> deployed at
+        self._deployed: dict[str, int] = {}  # every deployment read so far (never changes)
 
     @staticmethod
     def audience(world: engine.World) -> list[Machine]:
@@ -87,7 +88,7 @@ class Sweeper:
         marks = [self._mark(c, until) for c in claimed]
         floor = min((m for m in marks if m is not None), default=horizon)
         tick_log = self.batches.ticks(floor, horizon, names)
-        self._local = self.batches.deployed_at(m.id for m in world.local_audience)
+        self._local = self._local_deployments(world)
         self._beyond = None
         taken: set[str] = set()
 
@@ -131,6 +132,16 @@ class Sweeper:
             due = [e.at for e in claim.events if e.at <= until]
             return min(due) if due else None
         return max(claim.ticks_until if claim.ticks_until is not None else -NEVER, known)
+
+    def _local_deployments(self, world: engine.World) -> dict[str, int]:
+        """When each loaded ``timezone: customer`` journey was deployed. A journey's
+        deployment time never changes once written, so only journeys not yet seen deployed
+        are read, not every one on every batch."""
+        ids = [m.id for m in world.local_audience]
+        missing = [j for j in ids if j not in self._deployed]
+        if missing:
+            self._deployed.update(self.batches.deployed_at(missing))
+        return {j: self._deployed[j] for j in ids if j in self._deployed}
 
     def _local_since(self, known: int | None) -> dict[str, int] | None:
         """When the customer became known to each deployed ``timezone: customer`` journey:
