@@ -119,7 +119,7 @@ def advance(
         if pending_ticks:
             tick_at = max(pending_ticks[-1][0], floor)
         local_at, local_journey = _NEVER, ""
-        if local and (processed is not None or private.local_ticks):
+        if local and private.local_ticks:  # a journey this customer knows (else none due)
             local_at, local_journey = _next_local_tick(run, local)
             if local_at > tick_limit:
                 local_at = _NEVER
@@ -173,7 +173,7 @@ def advance(
     if queue:
         outcome.unapplied = [item[2] for item in sorted(queue)]
     outcome.next_wake = private.next_wake()
-    if local and (private.processed_at is not None or private.local_ticks):
+    if local and private.local_ticks:
         at, _ = _next_local_tick(run, local)
         if at != _NEVER and (tick_until is None or at <= tick_until):
             wake = outcome.next_wake
