@@ -24,15 +24,13 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import sqlalchemy as sa
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
 from postflow import events
 from postflow.http import shopify as sh
 from postflow.http import signatures
-from postflow.http.webhooks import Refusal, WebhookSettings, _error, _unavailable
-from postflow.store import database
+from postflow.http.webhooks import Refusal, WebhookSettings, run_callback
 from postflow.store.shopify import OrderRow, ShopifyIndex
 from postflow.store.sql import SqlStore, wall_us
 
@@ -138,12 +136,7 @@ def route(
 
     async def shopify(request: Request) -> Response:
         body = await read_body(request)
-        try:
-            answer = await run_in_threadpool(handler.handle, body, request.headers)
-        except Refusal as exc:
-            return respond(_error(exc), exc.status)
-        except (sa.exc.SQLAlchemyError, database.DatabaseError) as exc:
-            return _unavailable(exc, store, respond)
-        return respond(answer, 200)
+        answer = await run_callback(store, respond, handler.handle, body, request.headers)
+        return answer if isinstance(answer, Response) else respond(answer, 200)
 
     return PATH, shopify

@@ -233,34 +233,30 @@ def routes(
     async def sendgrid(request: Request) -> Response:
         body = await read_body(request)
         headers = request.headers
-        try:
-            answer = await run_in_threadpool(
-                callbacks.sendgrid,
-                body,
-                headers.get(SENDGRID_SIGNATURE),
-                headers.get(SENDGRID_TIMESTAMP),
-            )
-        except Refusal as exc:
-            return respond(_error(exc), exc.status)
-        except (sa.exc.SQLAlchemyError, database.DatabaseError) as exc:
-            return _unavailable(exc, store, respond)
-        return respond(answer, 200)
+        answer = await run_callback(
+            store,
+            respond,
+            callbacks.sendgrid,
+            body,
+            headers.get(SENDGRID_SIGNATURE),
+            headers.get(SENDGRID_TIMESTAMP),
+        )
+        return answer if isinstance(answer, Response) else respond(answer, 200)
 
     async def twilio(request: Request) -> Response:
         body = await read_body(request)
-        try:
-            xml = await run_in_threadpool(
-                callbacks.twilio,
-                request.url.path,
-                str(request.url),
-                request.headers.get("content-type", ""),
-                body,
-                request.headers.get(TWILIO_SIGNATURE),
-            )
-        except Refusal as exc:
-            return respond(_error(exc), exc.status)
-        except (sa.exc.SQLAlchemyError, database.DatabaseError) as exc:
-            return _unavailable(exc, store, respond)
+        xml = await run_callback(
+            store,
+            respond,
+            callbacks.twilio,
+            request.url.path,
+            str(request.url),
+            request.headers.get("content-type", ""),
+            body,
+            request.headers.get(TWILIO_SIGNATURE),
+        )
+        if isinstance(xml, Response):
+            return xml
         return Response(xml, 200, media_type="application/xml")
 
     return [
@@ -268,6 +264,20 @@ def routes(
         ("/webhooks/twilio/status", twilio),
         ("/webhooks/twilio/inbound", twilio),
     ]
+
+
+async def run_callback(
+    store: SqlStore, respond: Callable[[Any, int], Response], handle: Callable[..., Any], *args: Any
+) -> Any:
+    """``handle(*args)`` in a worker thread, for every provider callback alike: its answer, or
+    the response to send instead: a :class:`Refusal` as its status and JSON error, a database
+    error as 503 with Retry-After."""
+    try:
+        return await run_in_threadpool(handle, *args)
+    except Refusal as exc:
+        return respond(_error(exc), exc.status)
+    except (sa.exc.SQLAlchemyError, database.DatabaseError) as exc:
+        return _unavailable(exc, store, respond)
 
 
 def _unavailable(
