@@ -23,9 +23,10 @@ from click.testing import CliRunner
 from rich.console import Console
 
 from postflow import events
+from postflow.bundled import bundled_project
 from postflow.cli import main
 from postflow.effects import OutboundMessage
-from postflow.runtime.demo import DemoResult, bundled_project, run_demo
+from postflow.runtime.demo import DemoResult, run_demo
 from postflow.runtime.demo_stream import DEFAULT_START, DemoStream, demo_stream
 from postflow.runtime.demo_view import (
     Board,

@@ -35,6 +35,7 @@ import orjson
 import sqlalchemy as sa
 
 from postflow import config, events
+from postflow.bundled import bundled_project
 from postflow.channels.base import Delivery
 from postflow.effects import OutboundMessage
 from postflow.ingest import ingest_file
@@ -69,18 +70,6 @@ STALL_SECONDS = 20.0
 """At the end of the window, stop anyway when no record came for this long (a daemon that
 cannot settle, e.g. a job failing over and over, must not keep the demo running forever)."""
 REFRESH = 0.2
-
-
-def bundled_project() -> Path:
-    """The example project: shipped inside the package (a wheel install), else the
-    repository's own files (an editable install or a checkout)."""
-    inside = Path(__file__).resolve().parent.parent / "bundled"
-    if (inside / "journeys").is_dir():
-        return inside
-    repo = Path(__file__).resolve().parents[3]
-    if (repo / "journeys").is_dir() and (repo / "examples").is_dir():
-        return repo
-    raise FileNotFoundError("the bundled example project is missing from this installation")
 
 
 def _copy_project(source: Path, target: Path) -> Path:
